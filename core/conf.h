@@ -1,0 +1,52 @@
+/* Parsers for rpfs's line-oriented text files: system definitions
+ * (systems/NAME.conf, interface.md section 2) and the key = value records that
+ * rpfs keeps in the store and writes into exports ("referencepoint"). */
+#ifndef RPFS_CONF_H
+#define RPFS_CONF_H
+
+#include <stddef.h>
+
+struct rp_conf_disk {
+  char *id;        /* [A-Za-z0-9_.-]{1,64}, unique in the system */
+  char *path;      /* absolute path of a qcow2 image */
+  char *node;      /* running VM: block node name (issue 3), else NULL */
+};
+
+struct rp_conf {
+  char *name;                 /* from the file name */
+  char *uuid;                 /* VirtualSystemIdentifier, NULL if absent */
+  struct rp_conf_disk *disks;
+  size_t ndisks;
+  char *qmp;                  /* "qmp = /path/to/sock" (running VM), or NULL */
+  char *text;                 /* the whole file, as read */
+};
+
+/* Parse system definition FILE (its contents TEXT/LEN) for system NAME.
+ * Returns NULL and sets *err ("FILE:LINE: message", caller frees) on any
+ * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
+ * missing '=', no disk at all (line 0 then). */
+struct rp_conf *rp_conf_parse (const char *file, const char *name,
+                               const char *text, size_t len, char **err);
+void rp_conf_free (struct rp_conf *c);
+
+/* Generic "Key = Value" record (one per line, '#' comments, blank lines
+ * ignored; a key may repeat, values keep their order).  Used for reference
+ * point records and the exported "referencepoint" file. */
+struct rp_kv {
+  char **keys;
+  char **vals;
+  size_t n;
+};
+/* Returns NULL with *err "FILE:LINE: message" on a line without '='. */
+struct rp_kv *rp_kv_parse (const char *file, const char *text, size_t len,
+                           char **err);
+const char *rp_kv_get (const struct rp_kv *kv, const char *key); /* first */
+/* All values of KEY, NULL-terminated (caller frees the vector only). */
+const char **rp_kv_all (const struct rp_kv *kv, const char *key);
+void rp_kv_add (struct rp_kv *kv, const char *key, const char *val);
+struct rp_kv *rp_kv_new (void);
+/* Render "Key = Value\n" lines, in order (caller frees). */
+char *rp_kv_render (const struct rp_kv *kv);
+void rp_kv_free (struct rp_kv *kv);
+
+#endif

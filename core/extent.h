@@ -1,0 +1,61 @@
+/* Extent arithmetic for exports: which byte ranges to copy, to zero, or to
+ * skip, from NBD block status (base:allocation and a dirty bitmap). Pure. */
+#ifndef RPFS_EXTENT_H
+#define RPFS_EXTENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* NBD base:allocation flags */
+#define RP_EXT_HOLE 1u
+#define RP_EXT_ZERO 2u
+/* NBD qemu:dirty-bitmap flag */
+#define RP_EXT_DIRTY 1u
+
+struct rp_extent {
+  uint64_t off, len;
+  uint32_t flags;
+};
+
+/* A growable list of extents. */
+struct rp_extents {
+  struct rp_extent *v;
+  size_t n, cap;
+};
+void rp_extents_append (struct rp_extents *e, uint64_t off, uint64_t len,
+                        uint32_t flags);  /* merges with the last if same flags
+                                             and contiguous */
+void rp_extents_free (struct rp_extents *e);
+
+enum rp_op_kind { RP_OP_COPY, RP_OP_ZERO };
+struct rp_op {
+  uint64_t off, len;
+  enum rp_op_kind kind;
+};
+struct rp_ops {
+  struct rp_op *v;
+  size_t n, cap;
+  uint64_t copy_bytes, zero_bytes;
+};
+
+/* Build the work list for [START, END):
+ *  full export (DIRTY == NULL): COPY every range of ALLOC that is neither
+ *    hole nor zero; zero and hole ranges are skipped;
+ *  differential (DIRTY != NULL): only ranges where DIRTY has RP_EXT_DIRTY;
+ *    within them, COPY data ranges and ZERO ranges that read as zero.
+ * Ranges are cut at MAXLEN (e.g. 4 MiB) and aligned cuts keep to ALIGN.
+ * ALLOC and DIRTY must each cover [START, END) contiguously. */
+void rp_ops_build (struct rp_ops *ops, const struct rp_extents *alloc,
+                   const struct rp_extents *dirty, uint64_t start,
+                   uint64_t end, uint64_t maxlen);
+void rp_ops_free (struct rp_ops *ops);
+
+/* Sum of ALLOC ranges that are not holes (allocated bytes, for st_blocks). */
+uint64_t rp_extents_allocated (const struct rp_extents *alloc);
+/* For SEEK_DATA/SEEK_HOLE over extents starting at their first offset:
+ * offset of the first data (non-hole-and-zero... i.e. not RP_EXT_HOLE) byte
+ * >= OFF, or UINT64_MAX if none in the list. */
+uint64_t rp_extents_next_data (const struct rp_extents *e, uint64_t off);
+uint64_t rp_extents_next_hole (const struct rp_extents *e, uint64_t off);
+
+#endif
