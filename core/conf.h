@@ -10,6 +10,7 @@ struct rp_conf_disk {
   char *id;        /* [A-Za-z0-9_.-]{1,64}, unique in the system */
   char *path;      /* absolute path of a qcow2 image */
   char *node;      /* running VM: block node name (issue 3), else NULL */
+  int line;        /* line of the 'disk' key, for messages */
 };
 
 struct rp_conf {
@@ -18,13 +19,17 @@ struct rp_conf {
   struct rp_conf_disk *disks;
   size_t ndisks;
   char *qmp;                  /* "qmp = /path/to/sock" (running VM), or NULL */
+  char *description;          /* "description = text", or NULL */
   char *text;                 /* the whole file, as read */
 };
 
 /* Parse system definition FILE (its contents TEXT/LEN) for system NAME.
  * Returns NULL and sets *err ("FILE:LINE: message", caller frees) on any
  * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
- * missing '=', no disk at all (line 0 then). */
+ * missing '=', a "node" line without "qmp" or naming no disk, a disk without
+ * "node" when there is "qmp"; no disk at all or a bad NAME: "FILE: message".
+ * A trailing comment starts at a '#' after a space or tab.  An upper-case
+ * UUID is accepted and stored in lower case. */
 struct rp_conf *rp_conf_parse (const char *file, const char *name,
                                const char *text, size_t len, char **err);
 void rp_conf_free (struct rp_conf *c);
@@ -37,12 +42,16 @@ struct rp_kv {
   char **vals;
   size_t n;
 };
-/* Returns NULL with *err "FILE:LINE: message" on a line without '='. */
+/* Returns NULL with *err "FILE:LINE: message" on a line without '=' or
+ * with an empty key.  Only whole-line comments: a '#' inside a value is kept
+ * (records are machine-written and must round-trip). */
 struct rp_kv *rp_kv_parse (const char *file, const char *text, size_t len,
                            char **err);
 const char *rp_kv_get (const struct rp_kv *kv, const char *key); /* first */
 /* All values of KEY, NULL-terminated (caller frees the vector only). */
 const char **rp_kv_all (const struct rp_kv *kv, const char *key);
+/* Newlines in KEY or VAL become spaces, so a value can never inject a line;
+ * rp_kv_parse trims keys and values, so keep them free of edge blanks. */
 void rp_kv_add (struct rp_kv *kv, const char *key, const char *val);
 struct rp_kv *rp_kv_new (void);
 /* Render "Key = Value\n" lines, in order (caller frees). */

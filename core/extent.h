@@ -38,13 +38,20 @@ struct rp_ops {
   uint64_t copy_bytes, zero_bytes;
 };
 
-/* Build the work list for [START, END):
- *  full export (DIRTY == NULL): COPY every range of ALLOC that is neither
- *    hole nor zero; zero and hole ranges are skipped;
+/* Build the work list for [START, END), appending to OPS (zero it first; ops
+ * and byte totals accumulate over calls, and an op contiguous with the last
+ * one of the same kind is extended, so the list can be built window by
+ * window):
+ *  full export (DIRTY == NULL): COPY every range of ALLOC that does not read
+ *    as zero (RP_EXT_ZERO); zero ranges are skipped.  A range with HOLE but
+ *    not ZERO is copied: NBD promises nothing about its content;
  *  differential (DIRTY != NULL): only ranges where DIRTY has RP_EXT_DIRTY;
- *    within them, COPY data ranges and ZERO ranges that read as zero.
- * Ranges are cut at MAXLEN (e.g. 4 MiB) and aligned cuts keep to ALIGN.
- * ALLOC and DIRTY must each cover [START, END) contiguously. */
+ *    within them, ZERO the ranges with RP_EXT_ZERO and COPY the rest.
+ * Ops are sorted, adjacent ranges of one kind are merged, and cut so that no
+ * op crosses a multiple of MAXLEN (e.g. 4 MiB; 0: no limit): every op is at
+ * most MAXLEN long and MAXLEN-aligned cuts keep requests cluster-aligned.
+ * ALLOC and DIRTY must each cover [START, END) contiguously, sorted; a gap is
+ * treated as data in ALLOC and as dirty in DIRTY (copying too much is safe). */
 void rp_ops_build (struct rp_ops *ops, const struct rp_extents *alloc,
                    const struct rp_extents *dirty, uint64_t start,
                    uint64_t end, uint64_t maxlen);
@@ -53,9 +60,11 @@ void rp_ops_free (struct rp_ops *ops);
 /* Sum of ALLOC ranges that are not holes (allocated bytes, for st_blocks). */
 uint64_t rp_extents_allocated (const struct rp_extents *alloc);
 /* For SEEK_DATA/SEEK_HOLE over extents starting at their first offset:
- * offset of the first data (non-hole-and-zero... i.e. not RP_EXT_HOLE) byte
- * >= OFF, or UINT64_MAX if none in the list. */
+ * offset of the first data byte (in an extent without RP_EXT_HOLE; ZERO does
+ * not matter) >= OFF, or UINT64_MAX if none in the list. */
 uint64_t rp_extents_next_data (const struct rp_extents *e, uint64_t off);
+/* Same for the first byte in an RP_EXT_HOLE extent.  UINT64_MAX if none: the
+ * caller answers with the end of the disk (the implicit hole at EOF). */
 uint64_t rp_extents_next_hole (const struct rp_extents *e, uint64_t off);
 
 #endif

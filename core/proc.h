@@ -10,12 +10,16 @@
  * LOGFILE appended, or inherited if NULL), in its own process group, with
  * PR_SET_PDEATHSIG SIGTERM.  If LISTEN_FD >= 0 it is passed by systemd socket
  * activation (dup'd to fd 3, LISTEN_PID/LISTEN_FDS set).  Returns the pid or
- * -1 with errno. */
+ * -1 with errno (exec failures included; EINVAL if a keep fd is 0-2, or 3
+ * together with LISTEN_FD).  Returns after the exec. */
 pid_t rp_proc_spawn (char *const argv[], const int *keep_fds, int nkeep,
                      int listen_fd, const char *logfile);
 /* Run a command to completion; stdout into *OUT if OUT (caller frees), stderr
  * into *ERR if ERR (caller frees).  Returns the exit status (0..255), or -1
- * if it could not run or was killed by a signal.  CWD may be NULL. */
+ * if it could not run or was killed by a signal.  CWD may be NULL.
+ * Could not run (e.g. no such program): -1 with errno, *OUT and *ERR NULL.
+ * Killed: -1, *OUT and *ERR hold what it wrote.  Streams not captured go to
+ * /dev/null. */
 int rp_proc_run (char *const argv[], const char *cwd, char **out, char **err);
 /* true while PID has not exited (reaps it if it has). */
 bool rp_proc_alive (pid_t pid);
@@ -25,7 +29,8 @@ bool rp_proc_alive (pid_t pid);
 int rp_proc_stop (pid_t pid, int timeout_ms);
 
 /* Create a listening Unix socket at PATH (removing a stale one).  Returns the
- * fd or -1 with errno.  PATH longer than sun_path: -1, ENAMETOOLONG. */
+ * fd or -1 with errno.  PATH longer than sun_path: -1, ENAMETOOLONG.  A
+ * socket someone still listens on: EADDRINUSE; a non-socket: EEXIST. */
 int rp_unix_listen (const char *path);
 
 #endif

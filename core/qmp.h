@@ -5,8 +5,12 @@
 #define RPFS_QMP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 struct rp_qmp;
+/* Called for each event read while a command waits (or in
+ * rp_qmp_poll_events), with the connection's lock held: it must not call back
+ * into this connection.  DATA is borrowed and never NULL. */
 typedef void (*rp_qmp_event_fn) (void *opaque, const char *event, json_t *data);
 
 /* Take ownership of connected socket FD, read the greeting and negotiate
@@ -20,6 +24,11 @@ void rp_qmp_set_event (struct rp_qmp *q, rp_qmp_event_fn fn, void *opaque);
  * saying so (the connection is then dead: every later call returns -2). */
 int rp_qmp_cmd (struct rp_qmp *q, const char *command, json_t *args,
                 json_t **ret, char **err);
+/* Events are only read while someone talks to QEMU: wait up to TIMEOUT_MS
+ * (0: only what is already there, < 0: forever) for at least one event and
+ * dispatch it and any others already received.  Returns the number
+ * dispatched (0 on timeout) or -2 with *err if the connection is dead. */
+int rp_qmp_poll_events (struct rp_qmp *q, int timeout_ms, char **err);
 /* "transaction" with ACTIONS (stolen array of {type, data}). */
 int rp_qmp_transaction (struct rp_qmp *q, json_t *actions, char **err);
 /* Helper to build one transaction action: {"type": TYPE, "data": DATA}. */

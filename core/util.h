@@ -20,11 +20,14 @@ bool rp_name_valid_n (const char *s, size_t len);
 bool rp_uuid_valid (const char *s);
 /* Random (v4) UUID into out[37].  Returns 0 or -1 (errno). */
 int rp_uuid_new (char out[37]);
-/* ISO 8601 UTC "2026-11-25T10:00:00Z" into out[21]. */
+/* ISO 8601 UTC "2026-11-25T10:00:00Z" into out[21] (the epoch for a time
+ * outside years 0..9999). */
 void rp_time_iso (time_t t, char out[21]);
 /* Parse the format above; -1 if malformed. */
 int rp_time_parse (const char *s, time_t *t);
-/* CIM interval "00000000000042.000000:000" for ElapsedTime: ddddddddhhmmss.mmmmmm:000 */
+/* CIM interval "00000000000042.000000:000" for ElapsedTime: ddddddddhhmmss.mmmmmm:000
+ * (rounded to microseconds; negative or NaN gives zero; clamped at 99999999
+ * days). */
 void rp_interval (double seconds, char out[26]);
 
 /* printf into a new string; aborts on out of memory. */
@@ -40,14 +43,19 @@ char *rp_strv_join (char *const *v, const char *sep); /* each element + sep */
 /* rp_strv_free is declared in rpfs.h */
 
 /* Write LEN bytes to PATH atomically: PATH.tmp, fsync, rename, fsync dir.
- * MODE for the new file.  Returns 0 or -1 with errno. */
+ * MODE for the new file (less the umask); a symlink at PATH.tmp is refused.
+ * Returns 0 or -1 with errno (PATH.tmp removed). */
 int rp_write_file_atomic (const char *path, const void *buf, size_t len,
                           int mode);
 /* Read a whole small file; NULL with errno on failure.  *len may be NULL. */
 char *rp_read_file (const char *path, size_t *len);
+/* Path of TARGET relative to directory FROM; both absolute and normalised
+ * (no ".", "..", or repeated '/').  "/a/b/c", "/a/x" -> "../b/c". */
+char *rp_relpath (const char *target, const char *from);
 /* mkdir -p; 0 or -1 with errno. */
 int rp_mkdir_p (const char *path, int mode);
-/* rm -rf of a directory tree (no symlink following); 0 or -1. */
+/* rm -rf of a directory tree (no symlink following; a missing PATH is not an
+ * error); 0 or -1 with errno. */
 int rp_rm_rf (const char *path);
 
 #endif

@@ -1,0 +1,537 @@
+/* Parsers for system definitions (systems/NAME.conf) and key = value records.
+ * Both work on a byte buffer that need not be NUL-terminated, and every error
+ * names the file and line so that start-up failures point at the fix. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf.h"
+#include "util.h"
+
+#define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
+#define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, description"
+
+/* A byte range of the input. */
+struct span {
+  const char *p;
+  size_t len;
+};
+
+/* *err = "FILE:LINE: message" ("FILE: message" when LINE is 0). */
+static void __attribute__ ((format (printf, 4, 5)))
+set_err (char **err, const char *file, unsigned line, const char *fmt, ...)
+{
+  va_list ap;
+  char *msg;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    abort ();
+  va_end (ap);
+  if (line)
+    *err = rp_asprintf ("%s:%u: %s", file, line, msg);
+  else
+    *err = rp_asprintf ("%s: %s", file, msg);
+  free (msg);
+}
+
+static bool
+is_blank (char c)
+{
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static struct span
+trim (struct span s)
+{
+  while (s.len && is_blank (s.p[0]))
+    s.p++, s.len--;
+  while (s.len && is_blank (s.p[s.len - 1]))
+    s.len--;
+  return s;
+}
+
+static char *
+span_dup (struct span s)
+{
+  char *r = strndup (s.p, s.len);
+  if (!r)
+    abort ();
+  return r;
+}
+
+static bool
+span_is (struct span s, const char *word)
+{
+  return s.len == strlen (word) && memcmp (s.p, word, s.len) == 0;
+}
+
+/* Next line of TEXT/LEN from *POS (without its '\n').  false at the end. */
+static bool
+next_line (const char *text, size_t len, size_t *pos, struct span *line)
+{
+  if (*pos >= len)
+    return false;
+  const char *start = text + *pos;
+  const char *nl = memchr (start, '\n', len - *pos);
+  line->p = start;
+  line->len = nl ? (size_t) (nl - start) : len - *pos;
+  *pos += line->len + 1;
+  return true;
+}
+
+/* Split one non-comment line at its first '=' into trimmed key and value.
+ * Returns false with *err set if there is no '=' or no key. */
+static bool
+split_kv (const char *file, unsigned lineno, struct span line,
+          struct span *key, struct span *val, char **err)
+{
+  if (memchr (line.p, '\0', line.len)) {
+    set_err (err, file, lineno, "a NUL byte is not allowed");
+    return false;
+  }
+  const char *eq = memchr (line.p, '=', line.len);
+  if (!eq) {
+    set_err (err, file, lineno, "missing '=' (expected 'Key = Value')");
+    return false;
+  }
+  *key = trim ((struct span) { line.p, eq - line.p });
+  *val = trim ((struct span) { eq + 1, line.len - (eq + 1 - line.p) });
+  if (key->len == 0) {
+    set_err (err, file, lineno, "missing key before '=' "
+             "(expected 'Key = Value')");
+    return false;
+  }
+  return true;
+}
+
+/* ---- system definitions ---- */
+
+/* A "node ID = NODENAME" line, kept until every disk has been seen, since a
+ * node line may come before its disk line. */
+struct node_line {
+  char *id;
+  char *node;
+  unsigned line;
+};
+
+struct parser {
+  const char *file;
+  struct rp_conf *c;
+  char **err;
+  unsigned uuid_line, qmp_line, desc_line;
+  struct node_line *nodes;
+  size_t nnodes;
+};
+
+/* Drop a trailing comment: a '#' at the start or after a space or tab.  A '#'
+ * inside a word ("disk a = /img/#1.qcow2") is kept. */
+static struct span
+strip_comment (struct span s)
+{
+  for (size_t i = 0; i < s.len; i++)
+    if (s.p[i] == '#' && (i == 0 || s.p[i - 1] == ' ' || s.p[i - 1] == '\t')) {
+      s.len = i;
+      break;
+    }
+  return trim (s);
+}
+
+/* QEMU's rule for node names (id_wellformed) and its 31-byte limit. */
+static bool
+node_name_valid (const char *s)
+{
+  size_t n = strlen (s);
+  if (n < 1 || n > 31 || !isascii (s[0]) || !isalpha (s[0]))
+    return false;
+  for (size_t i = 1; i < n; i++)
+    if (!isascii (s[i])
+        || !(isalnum (s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+      return false;
+  return true;
+}
+
+static struct rp_conf_disk *
+find_disk (struct rp_conf *c, const char *id)
+{
+  for (size_t i = 0; i < c->ndisks; i++)
+    if (strcmp (c->disks[i].id, id) == 0)
+      return &c->disks[i];
+  return NULL;
+}
+
+/* A key that takes no argument (VirtualSystemIdentifier, qmp, description)
+ * given at most once: store VAL in *DST.  false with *err on a repeat. */
+static bool
+set_once (struct parser *ps, unsigned lineno, const char *key,
+          unsigned *seen, char **dst, struct span val)
+{
+  if (*seen) {
+    set_err (ps->err, ps->file, lineno,
+             "'%s' is given twice (first on line %u)", key, *seen);
+    return false;
+  }
+  *seen = lineno;
+  *dst = span_dup (val);
+  return true;
+}
+
+static bool
+parse_uuid (struct parser *ps, unsigned lineno, struct span val)
+{
+  if (!set_once (ps, lineno, "VirtualSystemIdentifier", &ps->uuid_line,
+                 &ps->c->uuid, val))
+    return false;
+  /* Windows tools print GUIDs in upper case; accept them, store lower. */
+  for (char *p = ps->c->uuid; *p; p++)
+    *p = tolower ((unsigned char) *p);
+  if (!rp_uuid_valid (ps->c->uuid)) {
+    set_err (ps->err, ps->file, lineno,
+             "VirtualSystemIdentifier '%.*s' is not a UUID (expected "
+             "8-4-4-4-12 hexadecimal digits, e.g. "
+             "5f0c7e52-3c1d-4c4e-9a36-0e4f3c2b9d10)", (int) val.len, val.p);
+    return false;
+  }
+  return true;
+}
+
+static bool
+parse_disk (struct parser *ps, unsigned lineno, const char *id,
+            struct span val)
+{
+  struct rp_conf *c = ps->c;
+  struct rp_conf_disk *other = find_disk (c, id);
+
+  if (other) {
+    set_err (ps->err, ps->file, lineno,
+             "disk '%s' is defined twice (first on line %d)", id,
+             other->line);
+    return false;
+  }
+  if (val.len == 0 || val.p[0] != '/') {
+    set_err (ps->err, ps->file, lineno,
+             "the image path of disk '%s' must be absolute (start with '/'), "
+             "not '%.*s'", id, (int) val.len, val.p);
+    return false;
+  }
+  struct rp_conf_disk *d = realloc (c->disks, (c->ndisks + 1) * sizeof *d);
+  if (!d)
+    abort ();
+  c->disks = d;
+  d = &c->disks[c->ndisks++];
+  d->id = rp_strdup (id);
+  d->path = span_dup (val);
+  d->node = NULL;
+  d->line = lineno;
+  return true;
+}
+
+static bool
+parse_node (struct parser *ps, unsigned lineno, const char *id,
+            struct span val)
+{
+  for (size_t i = 0; i < ps->nnodes; i++)
+    if (strcmp (ps->nodes[i].id, id) == 0) {
+      set_err (ps->err, ps->file, lineno,
+               "the node of disk '%s' is given twice (first on line %u)",
+               id, ps->nodes[i].line);
+      return false;
+    }
+  CLEANUP_FREE char *node = span_dup (val);
+  if (!node_name_valid (node)) {
+    set_err (ps->err, ps->file, lineno,
+             "node name '%s' of disk '%s' is not a valid QEMU node name "
+             "(a letter, then letters, digits, '_', '.', '-'; "
+             "at most 31 characters)", node, id);
+    return false;
+  }
+  struct node_line *n = realloc (ps->nodes, (ps->nnodes + 1) * sizeof *n);
+  if (!n)
+    abort ();
+  ps->nodes = n;
+  ps->nodes[ps->nnodes++] = (struct node_line) {
+    rp_strdup (id), node, lineno
+  };
+  node = NULL;
+  return true;
+}
+
+/* One "Key = Value" line of a definition. */
+static bool
+parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
+                 struct span val)
+{
+  /* KEY is "word" or "word ID". */
+  struct span word = key, arg = { key.p + key.len, 0 };
+  for (size_t i = 0; i < key.len; i++)
+    if (is_blank (key.p[i])) {
+      word.len = i;
+      arg = trim ((struct span) { key.p + i, key.len - i });
+      break;
+    }
+
+  bool takes_id = span_is (word, "disk") || span_is (word, "node");
+  if (!takes_id && !span_is (word, "VirtualSystemIdentifier")
+      && !span_is (word, "qmp") && !span_is (word, "description")) {
+    set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
+             KNOWN_KEYS ")", (int) key.len, key.p);
+    return false;
+  }
+  if (!takes_id && arg.len) {
+    set_err (ps->err, ps->file, lineno, "'%.*s' takes nothing between the "
+             "key and '=' (found '%.*s')", (int) word.len, word.p,
+             (int) arg.len, arg.p);
+    return false;
+  }
+  if (val.len == 0 && !span_is (word, "description")) {
+    set_err (ps->err, ps->file, lineno, "'%.*s' has no value after '='",
+             (int) key.len, key.p);
+    return false;
+  }
+
+  if (span_is (word, "VirtualSystemIdentifier"))
+    return parse_uuid (ps, lineno, val);
+  if (span_is (word, "description"))
+    return set_once (ps, lineno, "description", &ps->desc_line,
+                     &ps->c->description, val);
+  if (span_is (word, "qmp")) {
+    if (val.p[0] != '/') {
+      set_err (ps->err, ps->file, lineno, "the QMP socket path must be "
+               "absolute (start with '/'), not '%.*s'", (int) val.len, val.p);
+      return false;
+    }
+    return set_once (ps, lineno, "qmp", &ps->qmp_line, &ps->c->qmp, val);
+  }
+
+  /* disk ID = PATH, node ID = NODENAME */
+  const char *usage = span_is (word, "disk")
+    ? "disk ID = PATH" : "node ID = NODENAME";
+  if (arg.len == 0) {
+    set_err (ps->err, ps->file, lineno, "'%.*s' needs a disk id before '=' "
+             "(expected '%s')", (int) word.len, word.p, usage);
+    return false;
+  }
+  CLEANUP_FREE char *id = span_dup (arg);
+  if (!rp_name_valid (id)) {
+    set_err (ps->err, ps->file, lineno,
+             "disk id '%s' is not valid (" NAME_RULE ")", id);
+    return false;
+  }
+  if (span_is (word, "disk"))
+    return parse_disk (ps, lineno, id, val);
+  return parse_node (ps, lineno, id, val);
+}
+
+/* Checks that need the whole file: nodes against disks and qmp. */
+static bool
+check_conf (struct parser *ps)
+{
+  struct rp_conf *c = ps->c;
+
+  if (c->ndisks == 0) {
+    set_err (ps->err, ps->file, 0, "no 'disk ID = PATH' line");
+    return false;
+  }
+  for (size_t i = 0; i < ps->nnodes; i++) {
+    struct node_line *n = &ps->nodes[i];
+    struct rp_conf_disk *d = find_disk (c, n->id);
+    if (!c->qmp) {
+      set_err (ps->err, ps->file, n->line, "'node %s' needs a 'qmp = SOCKET' "
+               "line: a node name only means something in a running VM",
+               n->id);
+      return false;
+    }
+    if (!d) {
+      set_err (ps->err, ps->file, n->line,
+               "'node %s' names no disk: there is no 'disk %s = PATH' line",
+               n->id, n->id);
+      return false;
+    }
+    d->node = n->node;
+    n->node = NULL;
+  }
+  if (c->qmp)
+    for (size_t i = 0; i < c->ndisks; i++)
+      if (!c->disks[i].node) {
+        set_err (ps->err, ps->file, c->disks[i].line, "disk '%s' needs a "
+                 "'node %s = NODENAME' line, since 'qmp' (line %u) says a "
+                 "running VM owns it", c->disks[i].id, c->disks[i].id,
+                 ps->qmp_line);
+        return false;
+      }
+  return true;
+}
+
+struct rp_conf *
+rp_conf_parse (const char *file, const char *name, const char *text,
+               size_t len, char **err)
+{
+  struct rp_conf *c = rp_calloc (1, sizeof *c);
+  struct parser ps = { .file = file, .c = c, .err = err };
+  struct span line, key, val;
+  size_t pos = 0;
+  unsigned lineno = 0;
+  bool ok = true;
+
+  c->name = rp_strdup (name);
+  c->text = rp_calloc (1, len + 1);
+  memcpy (c->text, text, len);
+
+  if (!rp_name_valid (name)) {
+    set_err (err, file, 0, "the system name '%s' (from the file name) is not "
+             "valid (" NAME_RULE ")", name);
+    ok = false;
+  }
+  while (ok && next_line (text, len, &pos, &line)) {
+    lineno++;
+    line = strip_comment (line);
+    if (line.len == 0)
+      continue;
+    ok = split_kv (file, lineno, line, &key, &val, err)
+      && parse_conf_line (&ps, lineno, key, val);
+  }
+  ok = ok && check_conf (&ps);
+
+  for (size_t i = 0; i < ps.nnodes; i++) {
+    free (ps.nodes[i].id);
+    free (ps.nodes[i].node);
+  }
+  free (ps.nodes);
+  if (!ok) {
+    rp_conf_free (c);
+    return NULL;
+  }
+  return c;
+}
+
+void
+rp_conf_free (struct rp_conf *c)
+{
+  if (!c)
+    return;
+  for (size_t i = 0; i < c->ndisks; i++) {
+    free (c->disks[i].id);
+    free (c->disks[i].path);
+    free (c->disks[i].node);
+  }
+  free (c->disks);
+  free (c->name);
+  free (c->uuid);
+  free (c->qmp);
+  free (c->description);
+  free (c->text);
+  free (c);
+}
+
+/* ---- key = value records ---- */
+
+struct rp_kv *
+rp_kv_new (void)
+{
+  return rp_calloc (1, sizeof (struct rp_kv));
+}
+
+/* A copy of S with line breaks turned into spaces: one record line each. */
+static char *
+one_line (const char *s)
+{
+  char *r = rp_strdup (s);
+  for (char *p = r; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+  return r;
+}
+
+void
+rp_kv_add (struct rp_kv *kv, const char *key, const char *val)
+{
+  char **k = realloc (kv->keys, (kv->n + 1) * sizeof *k);
+  if (!k)
+    abort ();
+  kv->keys = k;
+  char **v = realloc (kv->vals, (kv->n + 1) * sizeof *v);
+  if (!v)
+    abort ();
+  kv->vals = v;
+  kv->keys[kv->n] = one_line (key);
+  kv->vals[kv->n] = one_line (val);
+  kv->n++;
+}
+
+/* Only whole-line comments here, unlike definitions: records are written by
+ * rp_kv_render, and a value such as a path may contain " #", which must
+ * survive the round trip. */
+struct rp_kv *
+rp_kv_parse (const char *file, const char *text, size_t len, char **err)
+{
+  struct rp_kv *kv = rp_kv_new ();
+  struct span line, key, val;
+  size_t pos = 0;
+  unsigned lineno = 0;
+
+  while (next_line (text, len, &pos, &line)) {
+    lineno++;
+    line = trim (line);
+    if (line.len == 0 || line.p[0] == '#')
+      continue;
+    if (!split_kv (file, lineno, line, &key, &val, err)) {
+      rp_kv_free (kv);
+      return NULL;
+    }
+    CLEANUP_FREE char *k = span_dup (key);
+    CLEANUP_FREE char *v = span_dup (val);
+    rp_kv_add (kv, k, v);
+  }
+  return kv;
+}
+
+const char *
+rp_kv_get (const struct rp_kv *kv, const char *key)
+{
+  for (size_t i = 0; i < kv->n; i++)
+    if (strcmp (kv->keys[i], key) == 0)
+      return kv->vals[i];
+  return NULL;
+}
+
+const char **
+rp_kv_all (const struct rp_kv *kv, const char *key)
+{
+  const char **r = rp_calloc (kv->n + 1, sizeof *r);
+  size_t n = 0;
+  for (size_t i = 0; i < kv->n; i++)
+    if (strcmp (kv->keys[i], key) == 0)
+      r[n++] = kv->vals[i];
+  return r;
+}
+
+char *
+rp_kv_render (const struct rp_kv *kv)
+{
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream (&buf, &size);
+  if (!f)
+    abort ();
+  for (size_t i = 0; i < kv->n; i++)
+    fprintf (f, "%s = %s\n", kv->keys[i], kv->vals[i]);
+  if (fclose (f) != 0)
+    abort ();
+  return buf;
+}
+
+void
+rp_kv_free (struct rp_kv *kv)
+{
+  if (!kv)
+    return;
+  for (size_t i = 0; i < kv->n; i++) {
+    free (kv->keys[i]);
+    free (kv->vals[i]);
+  }
+  free (kv->keys);
+  free (kv->vals);
+  free (kv);
+}

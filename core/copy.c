@@ -1,0 +1,362 @@
+/* The data mover of an export: reads the point-in-time disk from QEMU's NBD
+ * export with libnbd and writes the target qcow2 through qemu-nbd (QEMU's
+ * own qcow2 writer) with libnbd, so rpfs never formats qcow2 itself.
+ *
+ * 1. Plan: block status over the whole disk, base:allocation and, for a
+ *    differential export, qemu:dirty-bitmap:<transient bitmap>, turned into
+ *    a list of copy / zero operations (extent.c).  Holes and zero ranges are
+ *    never read or written in a full export; in a differential one a changed
+ *    range that now reads as zero becomes a zero write (metadata only in
+ *    qcow2), so it shadows the backing file.
+ * 2. Copy: WORKERS threads, each with its own source and target connection
+ *    (both servers advertise multi-conn), take operations in order from a
+ *    shared index.
+ * Thread model: the operation index, byte counters and the first error are
+ * atomics or under ctx->lock; libnbd handles are private to a worker. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libnbd.h>
+
+#include "internal.h"
+#include "extent.h"
+#include "proc.h"
+
+#define WORKERS 4
+#define OP_MAX (2u << 20)          /* bytes per request */
+#define STATUS_CHUNK (1ull << 30)  /* block status per request (< 4 GiB) */
+
+struct copy_ctx {
+  const char *src_sock, *src_export, *dst_sock, *dst_name;
+  bool full;
+  struct rp_ops ops;
+  atomic_size_t next;
+  atomic_uint_fast64_t done;
+  atomic_bool *cancel;
+  rp_progress_fn progress;
+  void *opaque;
+  pthread_mutex_t lock;
+  int err;                      /* first errno */
+  char *msg;                    /* first error message */
+  atomic_uint_fast64_t copied, zeroed;
+};
+
+static void
+set_error (struct copy_ctx *c, int err, char *msg)
+{
+  pthread_mutex_lock (&c->lock);
+  if (!c->err) {
+    c->err = err ? err : EIO;
+    c->msg = msg;
+    msg = NULL;
+  }
+  pthread_mutex_unlock (&c->lock);
+  free (msg);
+}
+
+static struct nbd_handle *
+connect_to (const char *sock, const char *export, const char *bitmap,
+            char **err)
+{
+  struct nbd_handle *h = nbd_create ();
+  if (!h)
+    goto fail;
+  if (export && nbd_set_export_name (h, export) == -1)
+    goto fail;
+  if (bitmap) {
+    CLEANUP_FREE char *ctx = rp_asprintf ("qemu:dirty-bitmap:%s", bitmap);
+    if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1
+        || nbd_add_meta_context (h, ctx) == -1)
+      goto fail;
+  }
+  else if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
+    goto fail;
+  if (nbd_connect_unix (h, sock) == -1)
+    goto fail;
+  return h;
+ fail:
+  *err = rp_strdup (nbd_get_error () ?: "cannot create an NBD handle");
+  nbd_close (h);
+  return NULL;
+}
+
+struct status_acc {
+  struct rp_extents alloc, dirty;
+  uint64_t alloc_end, dirty_end;
+};
+
+static int
+extent_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
+           size_t n, int *error)
+{
+  (void) error;
+  struct status_acc *a = opaque;
+  bool is_alloc = !strcmp (meta, LIBNBD_CONTEXT_BASE_ALLOCATION);
+  struct rp_extents *list = is_alloc ? &a->alloc : &a->dirty;
+  uint64_t *end = is_alloc ? &a->alloc_end : &a->dirty_end;
+  if (off != *end)
+    return 0;                   /* not contiguous: ignore, asked again */
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    rp_extents_append (list, off, e[i], e[i + 1]);
+    off += e[i];
+  }
+  *end = off;
+  return 0;
+}
+
+static void
+truncate_to (struct rp_extents *l, uint64_t *end, uint64_t at)
+{
+  while (l->n && l->v[l->n - 1].off >= at)
+    l->n--;
+  if (l->n && l->v[l->n - 1].off + l->v[l->n - 1].len > at)
+    l->v[l->n - 1].len = at - l->v[l->n - 1].off;
+  *end = at;
+}
+
+/* Fill c->ops from block status. */
+static int
+plan (struct copy_ctx *c, struct nbd_handle *h, uint64_t size, char **err)
+{
+  struct status_acc a = { 0 };
+  bool diff = !c->full;
+  uint64_t off = 0;
+  while (off < size) {
+    uint64_t len = size - off < STATUS_CHUNK ? size - off : STATUS_CHUNK;
+    nbd_extent_callback cb = { .callback = extent_cb, .user_data = &a };
+    if (nbd_block_status (h, len, off, cb, 0) == -1) {
+      *err = rp_asprintf ("block status at offset %" PRIu64 ": %s", off,
+                          nbd_get_error ());
+      rp_extents_free (&a.alloc);
+      rp_extents_free (&a.dirty);
+      return nbd_get_errno () ?: EIO;
+    }
+    uint64_t covered = a.alloc_end;
+    if (diff && a.dirty_end < covered)
+      covered = a.dirty_end;
+    if (covered > size)
+      covered = size;
+    if (covered <= off) {
+      *err = rp_asprintf ("the NBD server sent no block status at offset %"
+                          PRIu64, off);
+      rp_extents_free (&a.alloc);
+      rp_extents_free (&a.dirty);
+      return EPROTO;
+    }
+    truncate_to (&a.alloc, &a.alloc_end, covered);
+    if (diff)
+      truncate_to (&a.dirty, &a.dirty_end, covered);
+    off = covered;
+  }
+  rp_ops_build (&c->ops, &a.alloc, diff ? &a.dirty : NULL, 0, size, OP_MAX);
+  rp_extents_free (&a.alloc);
+  rp_extents_free (&a.dirty);
+  return 0;
+}
+
+static bool
+all_zero (const char *buf, size_t len)
+{
+  return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
+}
+
+static void *
+worker (void *opaque)
+{
+  struct copy_ctx *c = opaque;
+  char *e = NULL;
+  struct nbd_handle *src = NULL, *dst = NULL;
+  char *buf = malloc (OP_MAX);
+  if (!buf) {
+    set_error (c, ENOMEM, rp_strdup ("out of memory"));
+    return NULL;
+  }
+  src = connect_to (c->src_sock, c->src_export, NULL, &e);
+  if (!src) {
+    set_error (c, EIO, rp_asprintf ("reading the point-in-time disk: %s", e));
+    free (e);
+    goto out;
+  }
+  dst = connect_to (c->dst_sock, NULL, NULL, &e);
+  if (!dst) {
+    set_error (c, EIO, rp_asprintf ("writing %s: %s", c->dst_name, e));
+    free (e);
+    goto out;
+  }
+  for (;;) {
+    size_t i = atomic_fetch_add (&c->next, 1);
+    if (i >= c->ops.n || atomic_load (c->cancel) || c->err)
+      break;
+    const struct rp_op *op = &c->ops.v[i];
+    if (op->kind == RP_OP_COPY) {
+      if (nbd_pread (src, buf, op->len, op->off, 0) == -1) {
+        int err = nbd_get_errno ();
+        set_error (c, err ? err : EIO,
+                   rp_asprintf ("reading the point-in-time disk at offset %"
+                                PRIu64 ": %s", op->off, nbd_get_error ()));
+        break;
+      }
+      int r;
+      if (all_zero (buf, op->len)) {
+        /* Data that reads as zero: nothing to store in a full export; a
+         * differential one must still shadow its backing file. */
+        r = c->full ? 0 : nbd_zero (dst, op->len, op->off, 0);
+        atomic_fetch_add (&c->zeroed, c->full ? 0 : op->len);
+      }
+      else {
+        r = nbd_pwrite (dst, buf, op->len, op->off, 0);
+        atomic_fetch_add (&c->copied, op->len);
+      }
+      if (r == -1)
+        goto write_error;
+    }
+    else {
+      if (nbd_zero (dst, op->len, op->off, 0) == -1)
+        goto write_error;
+      atomic_fetch_add (&c->zeroed, op->len);
+    }
+    uint64_t done = atomic_fetch_add (&c->done, op->len) + op->len;
+    if (c->progress)
+      c->progress (c->opaque, done, c->ops.copy_bytes + c->ops.zero_bytes);
+    continue;
+  write_error:
+    {
+      int err = nbd_get_errno () ?: EIO;
+      set_error (c, err, rp_asprintf ("%s while writing %s",
+                                      err == ENOSPC ? strerror (err)
+                                      : nbd_get_error (), c->dst_name));
+    }
+    break;
+  }
+  if (dst && !c->err && nbd_flush (dst, 0) == -1) {
+    int err = nbd_get_errno () ?: EIO;
+    set_error (c, err, rp_asprintf ("%s while writing %s",
+                                    err == ENOSPC ? strerror (err)
+                                    : nbd_get_error (), c->dst_name));
+  }
+ out:
+  if (dst) {
+    nbd_shutdown (dst, 0);
+    nbd_close (dst);
+  }
+  nbd_close (src);
+  free (buf);
+  return NULL;
+}
+
+/* qemu-nbd serving the target image, started by socket activation on a
+ * socket we bound.  backing=null: the target's backing file (the base's
+ * export) is only named, never opened or read. */
+static pid_t
+start_target (const char *dst_path, const char *sock, const char *log,
+              char **err)
+{
+  json_t *spec = json_pack ("{s:s, s:n, s:{s:s, s:s}}", "driver", "qcow2",
+                            "backing", "file", "driver", "file",
+                            "filename", dst_path);
+  char *js = json_dumps (spec, JSON_COMPACT);
+  json_decref (spec);
+  CLEANUP_FREE char *img = rp_asprintf ("json:%s", js);
+  free (js);
+  CLEANUP_FREE char *shared = rp_asprintf ("--shared=%d", WORKERS);
+  char *argv[] = { "qemu-nbd", shared, "--discard=unmap",
+                   "--cache=writeback", img, NULL };
+  int lfd = rp_unix_listen (sock);
+  if (lfd < 0) {
+    *err = rp_asprintf ("%s: %s", sock, strerror (errno));
+    return -1;
+  }
+  pid_t pid = rp_proc_spawn (argv, NULL, 0, lfd, log);
+  int e = errno;
+  close (lfd);
+  if (pid < 0)
+    *err = rp_asprintf ("cannot start qemu-nbd: %s", strerror (e));
+  return pid;
+}
+
+int
+rp_copy_disk (const char *src_sock, const char *src_export,
+              const char *bitmap, const char *dst_path, const char *dst_name,
+              const char *run_dir, atomic_bool *cancel,
+              rp_progress_fn progress, void *opaque,
+              struct rp_copy_stats *stats, char **err)
+{
+  struct copy_ctx c = {
+    .src_sock = src_sock, .src_export = src_export, .full = bitmap == NULL,
+    .cancel = cancel, .progress = progress, .opaque = opaque,
+    .dst_name = dst_name,
+  };
+  pthread_mutex_init (&c.lock, NULL);
+  atomic_init (&c.next, 0);
+  atomic_init (&c.done, 0);
+  atomic_init (&c.copied, 0);
+  atomic_init (&c.zeroed, 0);
+  int r = 0;
+  pid_t pid = -1;
+  CLEANUP_FREE char *sock = NULL, *log = NULL;
+
+  struct nbd_handle *h = connect_to (src_sock, src_export, bitmap, err);
+  if (!h) {
+    r = EIO;
+    goto out;
+  }
+  int64_t size = nbd_get_size (h);
+  if (size < 0) {
+    *err = rp_strdup (nbd_get_error ());
+    r = EIO;
+    nbd_close (h);
+    goto out;
+  }
+  r = plan (&c, h, (uint64_t) size, err);
+  nbd_close (h);
+  if (r)
+    goto out;
+  if (stats)
+    stats->total = c.ops.copy_bytes + c.ops.zero_bytes;
+
+  static atomic_uint counter;
+  sock = rp_asprintf ("%s/copy-%d-%u.sock", run_dir, (int) getpid (),
+                      atomic_fetch_add (&counter, 1));
+  log = rp_asprintf ("%s/qemu-nbd.log", run_dir);
+  pid = start_target (dst_path, sock, log, err);
+  if (pid < 0) {
+    r = EIO;
+    goto out;
+  }
+  pthread_t t[WORKERS];
+  int nt = 0;
+  for (; nt < WORKERS; nt++)
+    if (pthread_create (&t[nt], NULL, worker, &c) != 0)
+      break;
+  if (nt == 0)
+    worker (&c);
+  for (int i = 0; i < nt; i++)
+    pthread_join (t[i], NULL);
+  if (c.err) {
+    r = c.err;
+    *err = c.msg;
+    c.msg = NULL;
+  }
+  else if (atomic_load (cancel))
+    r = ECANCELED;
+  if (stats) {
+    stats->copied = atomic_load (&c.copied);
+    stats->zeroed = atomic_load (&c.zeroed);
+  }
+ out:
+  if (pid > 0 && rp_proc_stop (pid, 20000) != 0 && !r) {
+    *err = rp_asprintf ("qemu-nbd did not exit after writing %s", dst_name);
+    r = EIO;
+  }
+  if (sock)
+    unlink (sock);
+  rp_ops_free (&c.ops);
+  free (c.msg);
+  pthread_mutex_destroy (&c.lock);
+  return r;
+}

@@ -1,0 +1,159 @@
+/* The core's lifecycle: open a store, start its QEMU processes, close. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+
+void
+rp_notify (struct rp_core *core, enum rp_event ev, const char *fmt, ...)
+{
+  if (!core->notify)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  char *path = NULL;
+  if (vasprintf (&path, fmt, ap) < 0)
+    abort ();
+  va_end (ap);
+  core->notify (core->notify_opaque, ev, path);
+  free (path);
+}
+
+void
+rp_core_set_notify (struct rp_core *core, rp_notify_fn fn, void *opaque)
+{
+  core->notify_opaque = opaque;
+  core->notify = fn;
+}
+
+static int
+conf_filter (const struct dirent *e)
+{
+  size_t n = strlen (e->d_name);
+  return n > 5 && !strcmp (e->d_name + n - 5, ".conf");
+}
+
+static void
+core_free (struct rp_core *core)
+{
+  for (size_t i = 0; i < core->nsystems; i++)
+    rp_system_free (core->systems[i]);
+  free (core->systems);
+  for (size_t i = 0; i < core->njobs; i++)
+    rp_job_put (core->jobs[i]);
+  free (core->jobs);
+  if (core->lock_fd >= 0)
+    close (core->lock_fd);
+  pthread_mutex_destroy (&core->lock);
+  free (core->store);
+  free (core->mountpoint);
+  free (core->mount_real);
+  free (core);
+}
+
+struct rp_core *
+rp_core_open (const char *store, const char *mountpoint, char **err)
+{
+  struct stat st;
+  if (stat (store, &st) != 0 || !S_ISDIR (st.st_mode)) {
+    *err = rp_asprintf ("%s: the store is not a directory%s%s", store,
+                        errno ? ": " : "", errno ? strerror (errno) : "");
+    return NULL;
+  }
+  struct rp_core *core = rp_calloc (1, sizeof *core);
+  pthread_mutex_init (&core->lock, NULL);
+  core->lock_fd = -1;
+  char real[PATH_MAX];
+  core->store = rp_strdup (realpath (store, real) ? real : store);
+  core->mountpoint = rp_strdup (mountpoint);
+  core->mount_real = rp_strdup (realpath (mountpoint, real) ? real
+                                : mountpoint);
+
+  const char *dirs[] = { "state", "run", "log" };
+  for (size_t i = 0; i < 3; i++) {
+    CLEANUP_FREE char *d = rp_asprintf ("%s/%s", core->store, dirs[i]);
+    if (rp_mkdir_p (d, 0755) != 0) {
+      *err = rp_asprintf ("%s: %s", d, strerror (errno));
+      goto fail;
+    }
+  }
+  /* One rpfs per store: two would fight over the same images. */
+  CLEANUP_FREE char *lockp = rp_asprintf ("%s/state/lock", core->store);
+  core->lock_fd = open (lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (core->lock_fd < 0 || flock (core->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    *err = rp_asprintf ("%s: the store is in use by another rpfs (%s)",
+                        core->store, strerror (errno));
+    goto fail;
+  }
+  CLEANUP_FREE char *seqp = rp_asprintf ("%s/state/jobseq", core->store);
+  CLEANUP_FREE char *seq = rp_read_file (seqp, NULL);
+  if (seq)
+    core->jobseq = strtoul (seq, NULL, 10);
+
+  CLEANUP_FREE char *sysdir = rp_asprintf ("%s/systems", core->store);
+  struct dirent **list;
+  int n = scandir (sysdir, &list, conf_filter, alphasort);
+  if (n < 0) {
+    *err = rp_asprintf ("%s: %s", sysdir, strerror (errno));
+    goto fail;
+  }
+  int r = 0;
+  for (int i = 0; i < n; i++) {
+    if (r == 0) {
+      CLEANUP_FREE char *path = rp_asprintf ("%s/%s", sysdir,
+                                             list[i]->d_name);
+      list[i]->d_name[strlen (list[i]->d_name) - 5] = 0;
+      r = rp_system_load (core, path, list[i]->d_name, (unsigned) i, err);
+    }
+    free (list[i]);
+  }
+  free (list);
+  if (r != 0)
+    goto fail;
+  return core;
+
+ fail:
+  core_free (core);
+  return NULL;
+}
+
+int
+rp_core_start (struct rp_core *core, char **err)
+{
+  for (size_t i = 0; i < core->nsystems; i++) {
+    struct rp_system *sys = core->systems[i];
+    if (rp_system_check_images (sys, err) != 0)
+      return -1;
+    pthread_mutex_lock (&sys->op_lock);
+    int r = rp_qsd_start (sys, err);
+    pthread_mutex_unlock (&sys->op_lock);
+    if (r != 0)
+      return -1;
+  }
+  return 0;
+}
+
+void
+rp_core_close (struct rp_core *core)
+{
+  core->closing = true;
+  core->notify = NULL;
+  rp_jobs_terminate_all (core);
+  for (size_t i = 0; i < core->nsystems; i++) {
+    struct rp_system *sys = core->systems[i];
+    pthread_mutex_lock (&sys->op_lock);
+    rp_qsd_stop (sys);
+    pthread_mutex_unlock (&sys->op_lock);
+  }
+  core_free (core);
+}

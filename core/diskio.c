@@ -1,0 +1,247 @@
+/* Disk contents for the mount: disks/<id> (the current disk, over the
+ * writable NBD export cur.<i>) and referencepoints/<rp>/disks/<id> (the
+ * point-in-time disk, over rp.<seq>.<i>).  Each open file has its own NBD
+ * connection; libnbd serialises concurrent requests on it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "internal.h"
+#include "extent.h"
+
+#define STATUS_CHUNK (1ull << 30)
+
+struct rp_disk_io {
+  struct rp_system *sys;
+  struct rp_refpoint *rp;       /* holds a reference and a busy count */
+  struct nbd_handle *h;
+  uint64_t size;
+};
+
+static int
+nbd_errno (void)
+{
+  int e = nbd_get_errno ();
+  return e ? e : EIO;
+}
+
+/* Which export serves (SYS, RP, ID); -errno if none. */
+static int
+export_for (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
+            char name[64])
+{
+  int di = rp_disk_index (sys, id);
+  if (di < 0)
+    return -ENOENT;
+  if (!rp) {
+    rp_export_name_cur (name, 64, (unsigned) di);
+    return 0;
+  }
+  pthread_mutex_lock (&sys->core->lock);
+  bool ok = rp->has_data && rp_strv_contains (rp->disk_ids, id);
+  pthread_mutex_unlock (&sys->core->lock);
+  if (!ok)
+    return -ENOENT;
+  rp_export_name_rp (name, 64, rp->seq, (unsigned) di);
+  return 0;
+}
+
+static struct nbd_handle *
+connect_export (struct rp_system *sys, const char *name, int *err)
+{
+  for (int attempt = 0; attempt < 2; attempt++) {
+    struct nbd_handle *h = nbd_create ();
+    if (!h) {
+      *err = ENOMEM;
+      return NULL;
+    }
+    if (nbd_set_export_name (h, name) != -1
+        && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) != -1
+        && nbd_connect_unix (h, sys->nbd_path) != -1)
+      return h;
+    *err = nbd_errno ();
+    nbd_close (h);
+    /* QEMU may have died: the next request restarts it. */
+    pthread_mutex_lock (&sys->op_lock);
+    char *e = NULL;
+    bool again = !rp_qsd_alive (sys) && rp_qsd_ensure (sys, &e) == 0;
+    pthread_mutex_unlock (&sys->op_lock);
+    free (e);
+    if (!again)
+      break;
+  }
+  return NULL;
+}
+
+struct rp_disk_io *
+rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
+              bool write, int *rv)
+{
+  char name[64];
+  int err;
+  *rv = RV_OK;
+  if (export_for (sys, rp, id, name) != 0) {
+    *rv = RV_INVALID_STATE;
+    return NULL;
+  }
+  if (write && (rp || !rp_system_disks_writable (sys))) {
+    *rv = RV_ACCESS_DENIED;
+    return NULL;
+  }
+  struct nbd_handle *h = connect_export (sys, name, &err);
+  if (!h) {
+    *rv = RV_NOT_AVAILABLE;
+    return NULL;
+  }
+  struct rp_disk_io *io = rp_calloc (1, sizeof *io);
+  io->sys = sys;
+  io->h = h;
+  io->size = (uint64_t) nbd_get_size (h);
+  if (rp) {
+    pthread_mutex_lock (&sys->core->lock);
+    rp->refs++;
+    rp->busy++;
+    pthread_mutex_unlock (&sys->core->lock);
+    io->rp = rp;
+  }
+  return io;
+}
+
+void
+rp_disk_close (struct rp_disk_io *io)
+{
+  if (!io)
+    return;
+  nbd_shutdown (io->h, 0);
+  nbd_close (io->h);
+  if (io->rp) {
+    pthread_mutex_lock (&io->sys->core->lock);
+    io->rp->busy--;
+    pthread_mutex_unlock (&io->sys->core->lock);
+    rp_refpoint_put (io->rp);
+  }
+  free (io);
+}
+
+ssize_t
+rp_disk_pread (struct rp_disk_io *io, void *buf, size_t len, uint64_t off)
+{
+  if (off >= io->size)
+    return 0;
+  if (len > io->size - off)
+    len = io->size - off;
+  if (nbd_pread (io->h, buf, len, off, 0) == -1)
+    return -nbd_errno ();
+  return (ssize_t) len;
+}
+
+ssize_t
+rp_disk_pwrite (struct rp_disk_io *io, const void *buf, size_t len,
+                uint64_t off)
+{
+  if (off >= io->size || len > io->size - off)
+    return -ENOSPC;             /* the disk does not grow */
+  if (nbd_pwrite (io->h, buf, len, off, 0) == -1)
+    return -nbd_errno ();
+  return (ssize_t) len;
+}
+
+int
+rp_disk_flush (struct rp_disk_io *io)
+{
+  return nbd_flush (io->h, 0) == -1 ? -nbd_errno () : 0;
+}
+
+static int
+status_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
+           size_t n, int *error)
+{
+  (void) error;
+  struct rp_extents *list = opaque;
+  if (strcmp (meta, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    return 0;
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    rp_extents_append (list, off, e[i], e[i + 1]);
+    off += e[i];
+  }
+  return 0;
+}
+
+/* Extents of [off, off + up to STATUS_CHUNK). */
+static int
+status_from (struct nbd_handle *h, uint64_t size, uint64_t off,
+             struct rp_extents *list)
+{
+  uint64_t len = size - off < STATUS_CHUNK ? size - off : STATUS_CHUNK;
+  nbd_extent_callback cb = { .callback = status_cb, .user_data = list };
+  list->n = 0;
+  if (nbd_block_status (h, len, off, cb, 0) == -1)
+    return -nbd_errno ();
+  return list->n ? 0 : -EPROTO;
+}
+
+int64_t
+rp_disk_seek (struct rp_disk_io *io, uint64_t off, int whence)
+{
+  bool data = whence == SEEK_DATA;
+  if (off >= io->size)
+    return -ENXIO;
+  struct rp_extents list = { 0 };
+  int64_t r = data ? -ENXIO : (int64_t) io->size;
+  while (off < io->size) {
+    int e = status_from (io->h, io->size, off, &list);
+    if (e) {
+      r = e;
+      break;
+    }
+    uint64_t at = data ? rp_extents_next_data (&list, off)
+                       : rp_extents_next_hole (&list, off);
+    if (at != UINT64_MAX) {
+      r = (int64_t) (at < io->size ? at : io->size);
+      if (data && at >= io->size)
+        r = -ENXIO;
+      break;
+    }
+    const struct rp_extent *last = &list.v[list.n - 1];
+    off = last->off + last->len;
+  }
+  rp_extents_free (&list);
+  return r;
+}
+
+int
+rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
+              uint64_t *size, uint64_t *allocated)
+{
+  char name[64];
+  int err = export_for (sys, rp, id, name);
+  if (err)
+    return err;
+  struct nbd_handle *h = connect_export (sys, name, &err);
+  if (!h)
+    return -err;
+  int64_t sz = nbd_get_size (h);
+  int r = 0;
+  *size = sz < 0 ? 0 : (uint64_t) sz;
+  *allocated = 0;
+  struct rp_extents list = { 0 };
+  for (uint64_t off = 0; off < *size && r == 0;) {
+    r = status_from (h, *size, off, &list);
+    if (r == 0) {
+      *allocated += rp_extents_allocated (&list);
+      const struct rp_extent *last = &list.v[list.n - 1];
+      off = last->off + last->len;
+    }
+  }
+  rp_extents_free (&list);
+  nbd_shutdown (h, 0);
+  nbd_close (h);
+  if (*allocated > *size)
+    *allocated = *size;
+  return r;
+}

@@ -1,0 +1,638 @@
+/* ExportReferencePoint: the checks made before a job starts (each a clear
+ * error with nothing written), then the job thread that assembles
+ *   <dir>/.<system>.<job>.part/{config,referencepoint,disks/DISK.qcow2,SHA256SUMS}
+ * and renames it to <dir>/<system> only when complete. */
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "args.h"
+#include "proc.h"
+
+
+struct export_work {
+  struct rp_job *job;
+  struct rp_refpoint *rp;
+  struct rp_refpoint *base;     /* NULL: full export */
+  char *dir;                    /* ExportDirectory */
+  char *tmp;                    /* hidden assembly directory */
+  char *final;                  /* <dir>/<system> */
+  char **disks;
+  uid_t uid;
+  gid_t gid;
+  bool made_dir;
+  size_t cur;                   /* disk being copied, for progress */
+};
+
+/* May WHO create files in PATH?  Checked in a child that takes the caller's
+ * uid, gid and groups, so the kernel answers exactly as for the caller. */
+static bool
+caller_may_write (const char *path, const struct rp_caller *who)
+{
+  gid_t groups[256];
+  int ngroups = 256;
+  struct passwd pw, *pwp = NULL;
+  char pwbuf[4096];
+  if (getpwuid_r (who->uid, &pw, pwbuf, sizeof pwbuf, &pwp) != 0 || !pwp
+      || getgrouplist (pwp->pw_name, who->gid, groups, &ngroups) < 0)
+    ngroups = 0;
+  pid_t pid = fork ();
+  if (pid < 0)
+    return false;
+  if (pid == 0) {
+    if (setgroups ((size_t) ngroups, groups) != 0 || setgid (who->gid) != 0
+        || setuid (who->uid) != 0)
+      _exit (2);
+    _exit (access (path, W_OK | X_OK) == 0 ? 0 : 1);
+  }
+  int status;
+  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return WIFEXITED (status) && WEXITSTATUS (status) == 0;
+}
+
+static bool
+inside (const char *path, const char *dir)
+{
+  size_t n = strlen (dir);
+  return !strncmp (path, dir, n) && (path[n] == '/' || path[n] == 0);
+}
+
+/* The directory checks of spec 5.3. */
+static int
+check_dir (struct rp_system *sys, const char *dir,
+           const struct rp_caller *who, char **why)
+{
+  if (dir[0] != '/') {
+    *why = rp_asprintf ("ExportDirectory '%s' is not an absolute path", dir);
+    return RV_INVALID_PARAMETER;
+  }
+  CLEANUP_FREE char *copy = rp_strdup (dir);
+  const char *parent = dirname (copy);
+  char real[PATH_MAX];
+  struct stat st;
+  if (!realpath (parent, real) || stat (real, &st) != 0
+      || !S_ISDIR (st.st_mode)) {
+    *why = rp_asprintf ("the parent directory of ExportDirectory, %s, does "
+                        "not exist", parent);
+    return RV_INVALID_PARAMETER;
+  }
+  bool exists = stat (dir, &st) == 0;
+  if (exists && !S_ISDIR (st.st_mode)) {
+    *why = rp_asprintf ("ExportDirectory %s exists and is not a directory",
+                        dir);
+    return RV_INVALID_PARAMETER;
+  }
+  if (exists && !realpath (dir, real)) {
+    *why = rp_asprintf ("ExportDirectory %s: %s", dir, strerror (errno));
+    return RV_INVALID_PARAMETER;
+  }
+  if (inside (real, sys->core->mount_real)) {
+    *why = rp_asprintf ("ExportDirectory %s is inside the rpfs mount", dir);
+    return RV_INVALID_PARAMETER;
+  }
+  CLEANUP_FREE char *final = rp_asprintf ("%s/%s", dir, sys->name);
+  if (lstat (final, &st) == 0) {
+    *why = rp_asprintf ("%s already holds an export of system %s", dir,
+                        sys->name);
+    return RV_INVALID_PARAMETER;
+  }
+  if (!caller_may_write (exists ? dir : real, who)) {
+    *why = rp_asprintf ("user %u may not create files in %s", who->uid,
+                        exists ? dir : real);
+    return RV_ACCESS_DENIED;
+  }
+  return RV_OK;
+}
+
+static void work_free (struct export_work *w);
+static void *export_thread (void *opaque);
+
+int
+rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
+                 const struct rp_caller *who, struct rp_job *job, char **why)
+{
+  struct rp_system *sys = rp->sys;
+  struct rp_args *a = rp_args_parse (buf, len, why);
+  if (!a)
+    return RV_INVALID_PARAMETER;
+  int rv = RV_INVALID_PARAMETER;
+  const char *base_arg = NULL, *disks_arg = NULL;
+  char **disks = NULL;
+  struct export_work *w = NULL;
+  bool locked = false;
+
+  if (a->npos != 1) {
+    *why = rp_asprintf ("expected the export directory on the first line, "
+                        "then optional Key=Value lines");
+    goto out;
+  }
+  for (size_t i = 0; i < a->nkv; i++) {
+    if (!strcmp (a->keys[i], "BaseReferencePoint"))
+      base_arg = a->vals[i];
+    else if (!strcmp (a->keys[i], "DisksToExport"))
+      disks_arg = a->vals[i];
+    else {
+      *why = rp_asprintf ("unknown key '%s' (ExportReferencePoint takes "
+                          "BaseReferencePoint and DisksToExport)", a->keys[i]);
+      goto out;
+    }
+  }
+  const char *dir = a->pos[0];
+  if ((rv = check_dir (sys, dir, who, why)) != RV_OK)
+    goto out;
+  if (disks_arg && !(disks = rp_args_disk_list (disks_arg, why))) {
+    rv = RV_INVALID_PARAMETER;
+    goto out;
+  }
+
+  pthread_mutex_lock (&sys->op_lock);
+  locked = true;
+  pthread_mutex_lock (&sys->core->lock);
+  struct rp_refpoint *base = NULL;
+  rv = rp_refpoint_check_base (rp, base_arg ? base_arg : rp->base_setting,
+                               &base, why);
+  for (size_t i = 0; !disks_arg && rp->disks_setting && rp->disks_setting[i];
+       i++)
+    disks = rp_strv_push (disks, rp->disks_setting[i]);
+  pthread_mutex_unlock (&sys->core->lock);
+  if (rv != RV_OK)
+    goto out;
+  if ((rv = rp_refpoint_check_disks (rp, disks, why)) != RV_OK)
+    goto out;
+  if (rp_strv_len (disks) == 0) {
+    rp_strv_free (disks);
+    disks = NULL;
+    for (size_t i = 0; rp->disk_ids[i]; i++)
+      disks = rp_strv_push (disks, rp->disk_ids[i]);
+  }
+
+  char *e = NULL;
+  bool qemu_ok = rp_qsd_ensure (sys, &e) == 0;
+  pthread_mutex_lock (&sys->core->lock);
+  if (!rp->has_data) {
+    *why = rp_asprintf ("reference point '%s' has no associated data (%s)",
+                        rp->name, rp->type == 2
+                        ? "it is RCT based: change tracking only"
+                        : "it was removed, or lost when QEMU restarted");
+    rv = RV_INVALID_STATE;
+  }
+  for (size_t k = 0; rv == RV_OK && base && k < sys->nrps; k++) {
+    struct rp_refpoint *x = sys->rps[k];
+    if (x->seq >= base->seq && x->seq < rp->seq && x->broken) {
+      *why = x == base
+        ? rp_asprintf ("base '%s' cannot be used: %s", base->name, x->broken)
+        : rp_asprintf ("base '%s' cannot be used: the tracking of '%s' in "
+                       "between was lost: %s", base->name, x->name, x->broken);
+      rv = RV_INVALID_STATE;
+    }
+  }
+  if (rv == RV_OK && (rp->exporting || rp->destroyed)) {
+    *why = rp_asprintf ("an export of reference point '%s' is already "
+                        "running", rp->name);
+    rv = RV_IN_USE;
+  }
+  if (rv == RV_OK && !qemu_ok) {
+    *why = rp_asprintf ("QEMU is not available: %s", e);
+    rv = RV_NOT_AVAILABLE;
+  }
+  if (rv == RV_OK) {
+    rp->exporting = true;
+    rp->busy++;
+    rp->refs++;
+    if (base) {
+      base->busy++;
+      base->refs++;
+    }
+    job->cancellable = true;
+    job->export_dir = rp_strdup (dir);
+    job->base_id = base ? rp_strdup (base->instance_id) : NULL;
+    job->exported_disks = disks;
+    job->refs++;                /* the thread's */
+    w = rp_calloc (1, sizeof *w);
+    w->job = job;
+    w->rp = rp;
+    w->base = base;
+    w->dir = rp_strdup (dir);
+    w->final = rp_asprintf ("%s/%s", dir, sys->name);
+    w->tmp = rp_asprintf ("%s/.%s.%s.part", dir, sys->name, job->id);
+    for (size_t i = 0; disks[i]; i++)
+      w->disks = rp_strv_push (w->disks, disks[i]);
+    disks = NULL;
+    w->uid = who->uid;
+    w->gid = who->gid;
+  }
+  pthread_mutex_unlock (&sys->core->lock);
+  free (e);
+  if (rv != RV_OK)
+    goto out;
+  rp_job_set_state (job, JS_STARTING);
+  if (pthread_create (&job->thread, NULL, export_thread, w) != 0) {
+    *why = rp_strdup ("cannot start the export thread");
+    rv = RV_NO_MEMORY;
+    pthread_mutex_lock (&sys->core->lock);
+    rp->exporting = false;
+    pthread_mutex_unlock (&sys->core->lock);
+    work_free (w);
+    goto out;
+  }
+  job->has_thread = true;
+  rv = RV_JOB_STARTED;
+ out:
+  if (locked)
+    pthread_mutex_unlock (&sys->op_lock);
+  rp_strv_free (disks);
+  rp_args_free (a);
+  return rv;
+}
+
+static void
+work_free (struct export_work *w)
+{
+  struct rp_core *core = w->rp->sys->core;
+  pthread_mutex_lock (&core->lock);
+  w->rp->busy--;
+  w->rp->exporting = false;
+  if (w->base)
+    w->base->busy--;
+  pthread_mutex_unlock (&core->lock);
+  rp_refpoint_put (w->rp);
+  rp_refpoint_put (w->base);
+  rp_job_put (w->job);
+  free (w->dir);
+  free (w->tmp);
+  free (w->final);
+  rp_strv_free (w->disks);
+  free (w);
+}
+
+/* ---- the job thread ---- */
+
+static void
+progress (void *opaque, uint64_t done, uint64_t total)
+{
+  struct export_work *w = opaque;
+  size_t n = rp_strv_len (w->disks);
+  uint64_t part = total ? done * 100 / total : 100;
+  int pct = (int) ((w->cur * 100 + part) / n);
+  rp_job_set_percent (w->job, pct > 99 ? 99 : pct);
+}
+
+/* Path of the base's exported image of DISK, relative to the directory the
+ * new image will have, if that export still exists. */
+static char *
+backing_of (struct export_work *w, const char *disk)
+{
+  struct rp_core *core = w->rp->sys->core;
+  CLEANUP_FREE char *abs = NULL;
+  pthread_mutex_lock (&core->lock);
+  size_t n = strlen (disk);
+  for (size_t i = 0; w->base->exports && w->base->exports[i]; i++)
+    if (!strncmp (w->base->exports[i], disk, n)
+        && w->base->exports[i][n] == '=')
+      abs = rp_strdup (w->base->exports[i] + n + 1);
+  pthread_mutex_unlock (&core->lock);
+  char real[PATH_MAX], from[PATH_MAX];
+  struct stat st;
+  if (!abs || stat (abs, &st) != 0 || !realpath (abs, real)
+      || !realpath (w->dir, from))
+    return NULL;
+  /* The new image will live in <dir>/<system>/disks/: a path relative to
+   * it survives moving the whole backup tree. */
+  CLEANUP_FREE char *to = rp_asprintf ("%s/%s/disks", from, w->rp->sys->name);
+  return rp_relpath (real, to);
+}
+
+/* Merge the bitmaps of [base, rp) on disk DI into transient bitmap XNAME
+ * and export the point-in-time node with it.  op_lock held. */
+static int
+prepare_diff (struct export_work *w, int di, const char *xname,
+              const char *ename, char **why)
+{
+  struct rp_system *sys = w->rp->sys;
+  const char *node = sys->disks[di].node;
+  struct rp_bitmaps bm;
+  char *e = NULL;
+  if (rp_bitmaps_query (sys->qmp, node, &bm, &e) != 0)
+    goto qmp_fail;
+  json_t *sources = json_array ();
+  bool found_base = false;
+  for (size_t j = 0; j < bm.n; j++)
+    if (bm.v[j].seq >= w->base->seq && bm.v[j].seq < w->rp->seq) {
+      if (bm.v[j].inconsistent) {
+        *why = rp_asprintf ("bitmap %s on disk %s is inconsistent",
+                            bm.v[j].name, sys->disks[di].id);
+        json_decref (sources);
+        rp_bitmaps_free (&bm);
+        return RV_INVALID_STATE;
+      }
+      found_base |= bm.v[j].seq == w->base->seq;
+      json_array_append_new (sources, json_string (bm.v[j].name));
+    }
+  rp_bitmaps_free (&bm);
+  if (!found_base) {
+    *why = rp_asprintf ("the change tracking of base '%s' on disk %s is "
+                        "missing", w->base->name, sys->disks[di].id);
+    json_decref (sources);
+    return RV_INVALID_STATE;
+  }
+  json_t *actions = json_array ();
+  json_array_append_new (actions, rp_qmp_action (
+    "block-dirty-bitmap-add",
+    json_pack ("{s:s, s:s, s:b, s:b}", "node", node, "name", xname,
+               "persistent", 0, "disabled", 1)));
+  json_array_append_new (actions, rp_qmp_action (
+    "block-dirty-bitmap-merge",
+    json_pack ("{s:s, s:s, s:o}", "node", node, "target", xname,
+               "bitmaps", sources)));
+  if (rp_qmp_transaction (sys->qmp, actions, &e) != 0)
+    goto qmp_fail;
+  char fnode[32];
+  snprintf (fnode, sizeof fnode, "f%u_%d", w->rp->seq, di);
+  if (rp_qmp_cmd (sys->qmp, "block-export-add",
+                  json_pack ("{s:s, s:s, s:s, s:s, s:b, s:[{s:s, s:s}]}",
+                             "type", "nbd", "id", ename, "node-name", fnode,
+                             "name", ename, "writable", 0, "bitmaps",
+                             "node", node, "name", xname), NULL, &e) != 0)
+    goto qmp_fail;
+  return RV_OK;
+ qmp_fail:
+  *why = rp_asprintf ("QEMU: %s", e);
+  free (e);
+  return rp_qsd_alive (sys) ? RV_FAILED : RV_NOT_AVAILABLE;
+}
+
+static void
+cleanup_diff (struct export_work *w, int di, const char *xname,
+              const char *ename)
+{
+  struct rp_system *sys = w->rp->sys;
+  char *e = NULL;
+  if (!rp_qsd_alive (sys))
+    return;
+  rp_qmp_cmd (sys->qmp, "block-export-del",
+              json_pack ("{s:s, s:s}", "id", ename, "mode", "hard"), NULL, &e);
+  free (e);
+  e = NULL;
+  /* The export lets go of the bitmap asynchronously. */
+  for (int t = 0; t < 400; t++) {
+    if (rp_qmp_cmd (sys->qmp, "block-dirty-bitmap-remove",
+                    json_pack ("{s:s, s:s}", "node", sys->disks[di].node,
+                               "name", xname), NULL, &e) == 0
+        || (e && !strstr (e, "in use")))
+      break;
+    free (e);
+    e = NULL;
+    usleep (5000);
+  }
+  free (e);
+}
+
+static int
+export_disk (struct export_work *w, const char *disk, char **why)
+{
+  struct rp_system *sys = w->rp->sys;
+  int di = rp_disk_index (sys, disk);
+  char ename[64], xname[64];
+  int rv = RV_OK;
+  if (di < 0) {
+    *why = rp_asprintf ("disk %s is no longer in the definition", disk);
+    return RV_INVALID_PARAMETER;
+  }
+  bool diff = w->base != NULL;
+  snprintf (xname, sizeof xname, "rpfs-x%s-%d", w->job->id, di);
+  if (diff)
+    snprintf (ename, sizeof ename, "job.%s.%d", w->job->id, di);
+  else
+    rp_export_name_rp (ename, sizeof ename, w->rp->seq, (unsigned) di);
+
+  pthread_mutex_lock (&sys->op_lock);
+  if (!rp_qsd_alive (sys)) {
+    *why = rp_asprintf ("QEMU (qemu-storage-daemon of %s) is not running",
+                        sys->name);
+    rv = RV_NOT_AVAILABLE;
+  }
+  else if (!rp_refpoint_has_data (w->rp)) {
+    *why = rp_asprintf ("reference point '%s' lost its associated data",
+                        w->rp->name);
+    rv = RV_INVALID_STATE;
+  }
+  else if (diff)
+    rv = prepare_diff (w, di, xname, ename, why);
+  pthread_mutex_unlock (&sys->op_lock);
+  if (rv != RV_OK)
+    return rv;
+
+  CLEANUP_FREE char *target = rp_asprintf ("%s/disks/%s.qcow2", w->tmp, disk);
+  CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
+  CLEANUP_FREE char *backing = diff ? backing_of (w, disk) : NULL;
+  CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
+  CLEANUP_FREE char *errs = NULL;
+  char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", target, size,
+                     NULL, NULL, NULL, NULL, NULL };
+  if (backing) {
+    create[5] = "-b";
+    create[6] = backing;
+    create[7] = "-F";
+    create[8] = "qcow2";
+    create[9] = target;
+    create[10] = size;
+  }
+  if (rp_proc_run (create, NULL, NULL, &errs) != 0) {
+    if (errs)
+      errs[strcspn (errs, "\n")] = 0;
+    *why = rp_asprintf ("cannot create %s: %s", name,
+                        errs && *errs ? errs : "qemu-img failed");
+    rv = strstr (errs ?: "", "No space") ? RV_FAILED : RV_FAILED;
+  }
+  else {
+    CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
+    char *e = NULL;
+    int r = rp_copy_disk (sys->nbd_path, ename, diff ? xname : NULL, target,
+                          name, run, &w->job->cancel, progress, w, NULL, &e);
+    if (r == ECANCELED)
+      rv = -1;
+    else if (r) {
+      bool alive = rp_qsd_alive (sys);
+      *why = alive ? rp_strdup (e ? e : strerror (r))
+        : rp_asprintf ("QEMU (qemu-storage-daemon of %s) stopped during the "
+                       "export: %s", sys->name, e ? e : strerror (r));
+      rv = alive ? RV_FAILED : RV_NOT_AVAILABLE;
+    }
+    free (e);
+  }
+  if (diff) {
+    pthread_mutex_lock (&sys->op_lock);
+    cleanup_diff (w, di, xname, ename);
+    pthread_mutex_unlock (&sys->op_lock);
+  }
+  return rv;
+}
+
+static int
+write_meta (struct export_work *w, char **why)
+{
+  struct rp_refpoint *rp = w->rp;
+  CLEANUP_FREE char *src = rp_asprintf ("%s/config", rp->dir);
+  size_t len;
+  CLEANUP_FREE char *cfg = rp_read_file (src, &len);
+  CLEANUP_FREE char *dst = rp_asprintf ("%s/config", w->tmp);
+  if (!cfg || rp_write_file_atomic (dst, cfg, len, 0644) != 0)
+    goto fail;
+  pthread_mutex_lock (&rp->sys->core->lock);
+  struct rp_kv *kv = rp_refpoint_record (rp, false);
+  pthread_mutex_unlock (&rp->sys->core->lock);
+  rp_kv_add (kv, "ExportType", w->base ? "differential" : "full");
+  if (w->base) {
+    rp_kv_add (kv, "BaseReferencePoint", w->base->name);
+    rp_kv_add (kv, "BaseInstanceID", w->base->instance_id);
+  }
+  for (size_t i = 0; w->disks[i]; i++)
+    rp_kv_add (kv, "exported", w->disks[i]);
+  CLEANUP_FREE char *text = rp_kv_render (kv);
+  rp_kv_free (kv);
+  CLEANUP_FREE char *rpf = rp_asprintf ("%s/referencepoint", w->tmp);
+  if (rp_write_file_atomic (rpf, text, strlen (text), 0644) != 0)
+    goto fail;
+  return RV_OK;
+ fail:
+  *why = rp_asprintf ("%s while writing the export's metadata in %s",
+                      strerror (errno), w->dir);
+  return RV_FAILED;
+}
+
+static int
+write_sums (struct export_work *w, char **why)
+{
+  size_t n = rp_strv_len (w->disks);
+  char **argv = rp_calloc (n + 5, sizeof *argv);
+  argv[0] = "sha256sum";
+  argv[1] = "config";
+  argv[2] = "referencepoint";
+  for (size_t i = 0; i < n; i++)
+    argv[3 + i] = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
+  CLEANUP_FREE char *out = NULL, *errs = NULL;
+  int r = rp_proc_run (argv, w->tmp, &out, &errs);
+  for (size_t i = 0; i < n; i++)
+    free (argv[3 + i]);
+  free (argv);
+  CLEANUP_FREE char *path = rp_asprintf ("%s/SHA256SUMS", w->tmp);
+  if (r != 0 || !out) {
+    *why = rp_asprintf ("sha256sum failed: %s", errs ? errs : "");
+    return RV_FAILED;
+  }
+  if (rp_write_file_atomic (path, out, strlen (out), 0644) != 0) {
+    *why = rp_asprintf ("%s while writing SHA256SUMS", strerror (errno));
+    return RV_FAILED;
+  }
+  return RV_OK;
+}
+
+static void
+chown_tree (const char *path, uid_t uid, gid_t gid)
+{
+  CLEANUP_FREE char *disks = rp_asprintf ("%s/disks", path);
+  const char *files[] = { "config", "referencepoint", "SHA256SUMS", NULL };
+  if (lchown (path, uid, gid) != 0 || lchown (disks, uid, gid) != 0)
+    return;
+  for (size_t i = 0; files[i]; i++) {
+    CLEANUP_FREE char *f = rp_asprintf ("%s/%s", path, files[i]);
+    if (lchown (f, uid, gid) != 0)
+      return;
+  }
+}
+
+static void *
+export_thread (void *opaque)
+{
+  struct export_work *w = opaque;
+  struct rp_job *job = w->job;
+  CLEANUP_FREE char *why = NULL;
+  int rv = RV_OK;
+  struct stat st;
+
+  rp_job_set_state (job, JS_RUNNING);
+  if (stat (w->dir, &st) != 0) {
+    if (mkdir (w->dir, 0755) != 0) {
+      why = rp_asprintf ("cannot create %s: %s", w->dir, strerror (errno));
+      rv = RV_FAILED;
+      goto done;
+    }
+    w->made_dir = true;
+  }
+  CLEANUP_FREE char *tdisks = rp_asprintf ("%s/disks", w->tmp);
+  if (mkdir (w->tmp, 0700) != 0 || mkdir (tdisks, 0755) != 0) {
+    why = rp_asprintf ("cannot create %s: %s", w->tmp, strerror (errno));
+    rv = RV_FAILED;
+    goto done;
+  }
+  rv = write_meta (w, &why);
+  for (w->cur = 0; rv == RV_OK && w->disks[w->cur]; w->cur++) {
+    if (atomic_load (&job->cancel))
+      rv = -1;
+    else
+      rv = export_disk (w, w->disks[w->cur], &why);
+  }
+  if (rv == RV_OK && atomic_load (&job->cancel))
+    rv = -1;
+  if (rv == RV_OK)
+    rv = write_sums (w, &why);
+  if (rv == RV_OK) {
+    int fd = open (w->tmp, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+      syncfs (fd);
+      close (fd);
+    }
+    chmod (w->tmp, 0755);
+    chown_tree (w->tmp, w->uid, w->gid);
+    if (renameat2 (AT_FDCWD, w->tmp, AT_FDCWD, w->final,
+                   RENAME_NOREPLACE) != 0) {
+      why = rp_asprintf ("cannot rename the finished export to %s: %s",
+                         w->final, strerror (errno));
+      rv = errno == EEXIST ? RV_INVALID_PARAMETER : RV_FAILED;
+    }
+  }
+ done:
+  if (rv == RV_OK) {
+    if (w->made_dir && lchown (w->dir, w->uid, w->gid) != 0)
+      fprintf (stderr, "rpfs: chown %s: %s\n", w->dir, strerror (errno));
+    struct rp_core *core = w->rp->sys->core;
+    pthread_mutex_lock (&core->lock);
+    for (size_t i = 0; w->disks[i]; i++) {
+      size_t n = strlen (w->disks[i]);
+      char **v = NULL;
+      for (size_t k = 0; w->rp->exports && w->rp->exports[k]; k++)
+        if (strncmp (w->rp->exports[k], w->disks[i], n)
+            || w->rp->exports[k][n] != '=')
+          v = rp_strv_push (v, w->rp->exports[k]);
+      CLEANUP_FREE char *e = rp_asprintf ("%s=%s/disks/%s.qcow2", w->disks[i],
+                                          w->final, w->disks[i]);
+      v = rp_strv_push (v, e);
+      rp_strv_free (w->rp->exports);
+      w->rp->exports = v;
+    }
+    rp_refpoint_save (w->rp);
+    pthread_mutex_unlock (&core->lock);
+  }
+  else {
+    rp_rm_rf (w->tmp);
+    if (w->made_dir)
+      rmdir (w->dir);
+  }
+  rp_job_finish (job, rv, rv == -1 ? NULL : why);
+  work_free (w);
+  return NULL;
+}

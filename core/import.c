@@ -1,0 +1,198 @@
+/* ImportReferencePointMetadata: register again a reference point from the
+ * "config" and "referencepoint" files of one of its exports, as RCT based
+ * without associated data, when the disks still carry its tracking. */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "args.h"
+
+/* The caller must be able to read the files rpfs reads on its behalf. */
+static bool
+caller_may_read (const char *path, const struct rp_caller *who)
+{
+  pid_t pid = fork ();
+  if (pid < 0)
+    return false;
+  if (pid == 0) {
+    if (setgroups (0, NULL) != 0 || setgid (who->gid) != 0
+        || setuid (who->uid) != 0)
+      _exit (2);
+    _exit (access (path, R_OK) == 0 ? 0 : 1);
+  }
+  int status;
+  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  return WIFEXITED (status) && WEXITSTATUS (status) == 0;
+}
+
+static char *
+read_arg (const char *path, const struct rp_caller *who, size_t *len,
+          int *rv, char **why)
+{
+  if (path[0] != '/') {
+    *why = rp_asprintf ("'%s' is not an absolute path", path);
+    *rv = RV_INVALID_PARAMETER;
+    return NULL;
+  }
+  if (who->uid != 0 && !caller_may_read (path, who)) {
+    *why = rp_asprintf ("user %u may not read %s", who->uid, path);
+    *rv = RV_ACCESS_DENIED;
+    return NULL;
+  }
+  char *text = rp_read_file (path, len);
+  if (!text) {
+    *why = rp_asprintf ("%s: %s", path, strerror (errno));
+    *rv = RV_INVALID_PARAMETER;
+  }
+  return text;
+}
+
+int
+rp_import (struct rp_system *sys, const char *buf, size_t len,
+           const struct rp_caller *who, struct rp_job *job,
+           struct rp_refpoint **out, char **why)
+{
+  *out = NULL;
+  struct rp_args *a = rp_args_parse (buf, len, why);
+  if (!a)
+    return RV_INVALID_PARAMETER;
+  int rv = RV_INVALID_PARAMETER;
+  struct rp_kv *kv = NULL;
+  struct rp_refpoint *rp = NULL;
+  CLEANUP_FREE char *cfg = NULL, *rec = NULL;
+  size_t cfglen = 0, reclen = 0;
+  if (a->npos != 2 || a->nkv) {
+    *why = rp_strdup ("expected two lines: the export's config file, then "
+                      "its referencepoint file");
+    goto out;
+  }
+  if (!(cfg = read_arg (a->pos[0], who, &cfglen, &rv, why))
+      || !(rec = read_arg (a->pos[1], who, &reclen, &rv, why)))
+    goto out;
+  rv = RV_INVALID_PARAMETER;
+  if (!(kv = rp_kv_parse (a->pos[1], rec, reclen, why)))
+    goto out;
+  const char *name = rp_kv_get (kv, "ElementName");
+  const char *id = rp_kv_get (kv, "InstanceID");
+  const char *bitmap = rp_kv_get (kv, "ResilientChangeTrackingIdentifier");
+  const char *created = rp_kv_get (kv, "CreationTime");
+  time_t t;
+  if (!name || !rp_name_valid (name) || !id || !rp_uuid_valid (id) || !bitmap
+      || rp_bitmap_seq (bitmap) == 0 || !created
+      || rp_time_parse (created, &t) != 0) {
+    *why = rp_asprintf ("%s is not a reference point file of rpfs (a "
+                        "required line is missing or wrong)", a->pos[1]);
+    goto out;
+  }
+  const char **disks = rp_kv_all (kv, "disk");
+  pthread_mutex_lock (&sys->core->lock);
+  struct rp_refpoint *same = rp_refpoint_find (sys, name);
+  if (!same)
+    same = rp_refpoint_find (sys, id);
+  pthread_mutex_unlock (&sys->core->lock);
+  if (same) {
+    *why = rp_asprintf ("system %s already has reference point '%s'",
+                        sys->name, same->name);
+    free (disks);
+    goto out;
+  }
+  char *e = NULL;
+  if (rp_qsd_ensure (sys, &e) != 0) {
+    *why = rp_asprintf ("QEMU is not available: %s", e);
+    free (e);
+    free (disks);
+    rv = RV_NOT_AVAILABLE;
+    goto out;
+  }
+  for (size_t i = 0; disks && disks[i]; i++) {
+    int di = rp_disk_index (sys, disks[i]);
+    struct rp_bitmaps bm;
+    if (di < 0) {
+      *why = rp_asprintf ("disk %s of the reference point is not a disk of "
+                          "system %s", disks[i], sys->name);
+      break;
+    }
+    if (rp_bitmaps_query (sys->qmp, sys->disks[di].node, &bm, &e) != 0) {
+      *why = rp_asprintf ("QEMU: %s", e);
+      free (e);
+      rv = RV_NOT_AVAILABLE;
+      break;
+    }
+    const struct rp_bitmap *b = rp_bitmaps_find (&bm, bitmap);
+    if (!b || b->inconsistent) {
+      *why = rp_asprintf ("disk %s no longer carries the change tracking of "
+                          "'%s' (bitmap %s is %s)", disks[i], name, bitmap,
+                          b ? "inconsistent" : "missing");
+      rv = RV_INVALID_STATE;
+    }
+    rp_bitmaps_free (&bm);
+    if (rv == RV_INVALID_STATE)
+      break;
+  }
+  if (*why || !disks || !disks[0]) {
+    if (!*why)
+      *why = rp_asprintf ("%s names no disk", a->pos[1]);
+    free (disks);
+    goto out;
+  }
+
+  rp = rp_calloc (1, sizeof *rp);
+  rp->sys = sys;
+  rp->refs = 1;
+  rp->name = rp_strdup (name);
+  memcpy (rp->instance_id, id, 37);
+  rp->bitmap = rp_strdup (bitmap);
+  rp->seq = rp_bitmap_seq (bitmap);
+  rp->type = 2;                 /* RCT based: no data comes back */
+  rp->consistency = atoi (rp_kv_get (kv, "ConsistencyLevel") ?: "2") == 1
+                    ? 1 : 2;
+  rp->created = t;
+  rp->disk_ids = rp_calloc (1, sizeof (char *));
+  for (size_t i = 0; disks[i]; i++)
+    rp->disk_ids = rp_strv_push (rp->disk_ids, disks[i]);
+  free (disks);
+  rp->dir = rp_asprintf ("%s/rp/%s", sys->statedir, name);
+  rp->job_id = rp_strdup (job->id);
+  CLEANUP_FREE char *cfgpath = rp_asprintf ("%s/config", rp->dir);
+  if (rp_mkdir_p (rp->dir, 0755) != 0
+      || rp_write_file_atomic (cfgpath, cfg, cfglen, 0644) != 0
+      || rp_refpoint_save (rp) != 0) {
+    *why = rp_asprintf ("cannot write the record in %s: %s", rp->dir,
+                        strerror (errno));
+    rp_rm_rf (rp->dir);
+    rv = RV_FAILED;
+    goto out;
+  }
+  pthread_mutex_lock (&sys->core->lock);
+  struct rp_refpoint **nv = realloc (sys->rps, (sys->nrps + 1) * sizeof *nv);
+  if (!nv)
+    abort ();
+  sys->rps = nv;
+  size_t k = sys->nrps;
+  while (k > 0 && sys->rps[k - 1]->seq > rp->seq) {
+    sys->rps[k] = sys->rps[k - 1];
+    k--;
+  }
+  sys->rps[k] = rp;
+  sys->nrps++;
+  rp->refs++;
+  job->rp_id = rp_strdup (rp->instance_id);
+  pthread_mutex_unlock (&sys->core->lock);
+  *out = rp;
+  rp = NULL;
+  rv = RV_OK;
+ out:
+  if (rp)
+    rp_refpoint_free (rp);
+  rp_kv_free (kv);
+  rp_args_free (a);
+  return rv;
+}

@@ -1,0 +1,245 @@
+/* rpfs core internals: the object model shared by the orchestration modules
+ * (core.c, system.c, qsd.c, bitmaps.c, refpoint.c, job.c, export.c, copy.c,
+ * diskio.c, props.c).
+ *
+ * Thread model: one mutex, core->lock, guards the object graph (the systems'
+ * reference point lists, every reference point's and job's fields, the job
+ * list, results).  It is held only for short, non-blocking sections: never
+ * across QMP, process runs or NBD I/O.  Each system has op_lock, which
+ * serialises changes to its QEMU block graph (create, destroy, fleecing,
+ * export set-up and tear-down, QEMU restarts).  Lock order: op_lock, then
+ * core->lock.  Objects handed out to the frontend are reference counted
+ * (under core->lock); a destroyed reference point stays allocated until its
+ * last reference is dropped. */
+#ifndef RPFS_INTERNAL_H
+#define RPFS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "rpfs.h"
+#include "conf.h"
+#include "qmp.h"
+#include <jansson.h>
+#include "util.h"
+
+#define RP_BITMAP_PREFIX "rpfs-"
+#define RP_GUARD_BITMAP "rpfs-guard"
+
+struct rp_result {              /* a caller's last result of one method */
+  struct rp_result *next;
+  char *method;
+  uid_t uid;
+  char *line;                   /* "<rv> <job-id> <description>\n" */
+};
+
+struct rp_disk {
+  char *id;
+  char *path;
+  int line;                     /* line in the definition, for messages */
+  char node[16];                /* format node in QEMU: "d<i>" */
+  uint64_t size;                /* virtual size */
+};
+
+struct rp_system {
+  struct rp_core *core;
+  unsigned index;
+  char *name;
+  char *conf_path;
+  struct rp_conf *conf;
+  char *uuid;
+  char *statedir;               /* STORE/state/NAME */
+  char *nbd_path;               /* STORE/run/N.nbd */
+  char *log_path;               /* STORE/log/NAME.log */
+  struct rp_disk *disks;
+  size_t ndisks;
+
+  pthread_mutex_t op_lock;
+  pid_t qsd_pid;                /* 0: not running */
+  struct rp_qmp *qmp;
+  unsigned generation;          /* bumped at every QEMU start */
+
+  struct rp_refpoint **rps;     /* creation order (core->lock) */
+  size_t nrps;
+  struct rp_result *results;    /* core->lock */
+};
+
+struct rp_refpoint {
+  int refs;                     /* core->lock */
+  struct rp_system *sys;
+  char *name;
+  char instance_id[37];
+  unsigned seq;                 /* order of creation, in the bitmap name */
+  char *bitmap;                 /* persistent bitmap name on every disk */
+  int type;                     /* 1 log based, 2 RCT based */
+  int consistency;              /* 1 application, 2 crash */
+  time_t created;
+  char **disk_ids;              /* disks at creation */
+  char *dir;                    /* STORE/state/NAME/rp/RPNAME */
+
+  bool has_data;                /* fleecing attached in QEMU now */
+  char *broken;                 /* why tracking cannot serve as a base */
+  bool destroyed;
+  int busy;                     /* running jobs and open disk files */
+  bool exporting;
+  char *base_setting;           /* ExportSettingData/BaseReferencePoint */
+  char **disks_setting;         /* ExportSettingData/DisksToExport */
+  char *job_id;                 /* newest method call */
+  char **exports;               /* "disk=/abs/path.qcow2" of the last export */
+  struct rp_result *results;
+};
+
+enum rp_job_type {
+  JOB_CREATE = 201, JOB_DESTROY = 202, JOB_EXPORT = 203,
+  JOB_REMOVE_DATA = 204, JOB_IMPORT = 209,
+};
+enum rp_job_state {
+  JS_NEW = 2, JS_STARTING = 3, JS_RUNNING = 4, JS_COMPLETED = 7,
+  JS_TERMINATED = 8, JS_EXCEPTION = 10,
+};
+
+struct rp_job {
+  int refs;                     /* core->lock */
+  struct rp_core *core;
+  char *id;                     /* directory name under jobs/ */
+  char instance_id[37];
+  int type;
+  int state;
+  int percent;
+  int rv;                       /* the method's ReturnValue */
+  int error_code;
+  char *error_desc;
+  bool cancellable;
+  atomic_bool cancel;
+  time_t submitted, started, changed;
+  struct timespec t0, t1;       /* monotonic start / end */
+  char *export_dir;
+  char *rp_id, *base_id;
+  char **exported_disks;
+  pthread_t thread;
+  bool has_thread;
+  void *work;                   /* the running operation's state */
+};
+
+struct rp_core {
+  char *store;
+  char *mountpoint;             /* absolute, as given */
+  char *mount_real;             /* realpath of the mount point */
+  pthread_mutex_t lock;
+  struct rp_system **systems;
+  size_t nsystems;
+  struct rp_job **jobs;
+  size_t njobs;
+  unsigned long jobseq;
+  rp_notify_fn notify;
+  void *notify_opaque;
+  bool closing;
+  int lock_fd;                  /* flock on STORE/state/lock */
+};
+
+/* core.c */
+void rp_notify (struct rp_core *core, enum rp_event ev, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+/* system.c */
+int rp_system_load (struct rp_core *core, const char *conf_path,
+                    const char *name, unsigned index, char **err);
+void rp_system_free (struct rp_system *sys);
+void rp_system_result_set (struct rp_result **list, const char *method,
+                           uid_t uid, int rv, const char *job_id,
+                           const char *desc);
+char *rp_system_result_get (struct rp_result *list, const char *method,
+                            uid_t uid);
+void rp_results_free (struct rp_result *list);
+int rp_disk_index (struct rp_system *sys, const char *id);
+
+/* qsd.c (call with sys->op_lock held) */
+int rp_qsd_start (struct rp_system *sys, char **err);
+void rp_qsd_stop (struct rp_system *sys);
+/* Restart QEMU if it died.  0, or -1 with *err. */
+int rp_qsd_ensure (struct rp_system *sys, char **err);
+bool rp_qsd_alive (struct rp_system *sys);
+/* NBD export names */
+void rp_export_name_cur (char *buf, size_t n, unsigned disk);
+void rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk);
+
+/* bitmaps.c */
+struct rp_bitmap {
+  char *name;
+  unsigned seq;                 /* 0 for a bitmap not made by rpfs */
+  bool recording, inconsistent, busy, persistent;
+  uint64_t count;
+};
+struct rp_bitmaps {
+  struct rp_bitmap *v;
+  size_t n;
+};
+char *rp_bitmap_name (unsigned seq, const char *uuid);
+unsigned rp_bitmap_seq (const char *name);   /* 0 if not ours */
+/* Query the bitmaps of format node NODE (sorted by seq). 0 or -1 with *err */
+int rp_bitmaps_query (struct rp_qmp *q, const char *node,
+                      struct rp_bitmaps *out, char **err);
+const struct rp_bitmap *rp_bitmaps_find (const struct rp_bitmaps *b,
+                                         const char *name);
+void rp_bitmaps_free (struct rp_bitmaps *b);
+
+/* refpoint.c */
+struct rp_refpoint *rp_refpoint_find (struct rp_system *sys, const char *name_or_id);  /* core->lock held */
+int rp_refpoint_load_all (struct rp_system *sys, char **err);
+int rp_refpoint_save (struct rp_refpoint *rp);
+void rp_refpoint_free (struct rp_refpoint *rp);
+int rp_refpoint_check_tracking (struct rp_system *sys);   /* op_lock held */
+struct rp_kv *rp_refpoint_record (struct rp_refpoint *rp, bool local);
+int rp_refpoint_check_base (struct rp_refpoint *rp, const char *base,
+                            struct rp_refpoint **out, char **why);
+int rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks,
+                             char **why);
+/* tracking.c (op_lock held) */
+int rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err);
+void rp_fleece_actions (struct rp_refpoint *rp, json_t *actions);
+int rp_fleece_exports (struct rp_refpoint *rp, char **err);
+void rp_fleece_abort (struct rp_refpoint *rp);
+void rp_fleece_detach (struct rp_refpoint *rp);
+void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
+
+/* job.c */
+struct rp_job *rp_job_new (struct rp_core *core, int type);  /* +1 ref */
+void rp_job_set_state (struct rp_job *job, int state);
+void rp_job_set_percent (struct rp_job *job, int percent);
+/* Finish: state 7 when RV_OK, else 10 with ErrorCode RV and DESC. */
+void rp_job_finish (struct rp_job *job, int rv, const char *desc);
+void rp_job_free (struct rp_job *job);
+void rp_jobs_terminate_all (struct rp_core *core);
+
+/* rpops.c, import.c (op_lock held) */
+int rp_create (struct rp_system *sys, const char *name, int type, int level,
+               struct rp_job *job, struct rp_refpoint **out, char **why);
+int rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why);
+int rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp,
+                    char **why);
+int rp_import (struct rp_system *sys, const char *buf, size_t len,
+               const struct rp_caller *who, struct rp_job *job,
+               struct rp_refpoint **out, char **why);
+int rp_system_check_images (struct rp_system *sys, char **err);
+
+/* export.c */
+int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
+                     const struct rp_caller *who, struct rp_job *job,
+                     char **desc);
+
+/* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
+ * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
+ * qcow2 (already created).  PROGRESS(opaque, done, total) may be called from
+ * worker threads.  Returns 0, or an errno with *err. */
+typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
+struct rp_copy_stats { uint64_t copied, zeroed, total; };
+int rp_copy_disk (const char *src_sock, const char *src_export,
+                  const char *bitmap, const char *dst_path,
+                  const char *dst_name, const char *run_dir, atomic_bool *cancel,
+                  rp_progress_fn progress, void *opaque,
+                  struct rp_copy_stats *stats, char **err);
+#endif

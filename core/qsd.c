@@ -1,0 +1,175 @@
+/* A system's qemu-storage-daemon: start, supervise, stop.
+ *
+ * The block graph of a system with disks d0..dN:
+ *   d<i>          qcow2 format node of disk i (read-write)
+ *   cur.<i>       NBD export of d<i> (the mount's disks/<id>), created first
+ *                 so that fleecing filters appended later sit above it and
+ *                 see its writes
+ *   f<seq>_<i>    fleecing scratch of reference point SEQ, backing d<i>,
+ *                 filled by backup job fj<seq>_<i> (sync=none)
+ *   rp.<seq>.<i>  NBD export of f<seq>_<i> (the point-in-time disk)
+ * QMP runs on one end of a socketpair and the NBD server on a listening
+ * socket that rpfs binds itself, so nothing waits for a socket file. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "proc.h"
+
+#define QMP_TIMEOUT_MS 60000
+
+void
+rp_export_name_cur (char *buf, size_t n, unsigned disk)
+{
+  snprintf (buf, n, "cur.%u", disk);
+}
+
+void
+rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk)
+{
+  snprintf (buf, n, "rp.%u.%u", seq, disk);
+}
+
+bool
+rp_qsd_alive (struct rp_system *sys)
+{
+  return sys->qmp && rp_qmp_alive (sys->qmp) && sys->qsd_pid > 0
+    && rp_proc_alive (sys->qsd_pid);
+}
+
+static int
+add_disk (struct rp_system *sys, unsigned i, char **err)
+{
+  struct rp_disk *d = &sys->disks[i];
+  char *e = NULL;
+  json_t *args = json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}}",
+                            "driver", "qcow2", "node-name", d->node,
+                            "discard", "unmap",
+                            "file", "driver", "file", "filename", d->path);
+  if (rp_qmp_cmd (sys->qmp, "blockdev-add", args, NULL, &e) != 0) {
+    *err = rp_asprintf ("%s:%d: disk %s (%s): %s", sys->conf_path, d->line,
+                        d->id, d->path, e);
+    free (e);
+    return -1;
+  }
+  char name[32];
+  rp_export_name_cur (name, sizeof name, i);
+  args = json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", name,
+                    "node-name", d->node, "name", name,
+                    "writable", rp_system_disks_writable (sys));
+  if (rp_qmp_cmd (sys->qmp, "block-export-add", args, NULL, &e) != 0) {
+    *err = rp_asprintf ("disk %s: cannot export it over NBD: %s", d->id, e);
+    free (e);
+    return -1;
+  }
+  return 0;
+}
+
+int
+rp_qsd_start (struct rp_system *sys, char **err)
+{
+  int sv[2] = { -1, -1 };
+  int lfd = -1;
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    *err = rp_asprintf ("socketpair: %s", strerror (errno));
+    return -1;
+  }
+  lfd = rp_unix_listen (sys->nbd_path);
+  if (lfd < 0) {
+    *err = rp_asprintf ("%s: cannot listen: %s", sys->nbd_path,
+                        strerror (errno));
+    goto fail;
+  }
+  CLEANUP_FREE char *chardev = rp_asprintf ("socket,id=qmp,fd=%d", sv[1]);
+  CLEANUP_FREE char *nbd = rp_asprintf ("addr.type=fd,addr.str=%d", lfd);
+  char *argv[] = { "qemu-storage-daemon", "--chardev", chardev,
+                   "--monitor", "chardev=qmp", "--nbd-server", nbd, NULL };
+  int keep[] = { sv[1], lfd };
+  pid_t pid = rp_proc_spawn (argv, keep, 2, -1, sys->log_path);
+  if (pid < 0) {
+    *err = rp_asprintf ("cannot start qemu-storage-daemon: %s",
+                        strerror (errno));
+    goto fail;
+  }
+  close (sv[1]);
+  sv[1] = -1;
+  close (lfd);
+  lfd = -1;
+  sys->qsd_pid = pid;
+  char *e = NULL;
+  sys->qmp = rp_qmp_open (sv[0], QMP_TIMEOUT_MS, &e);
+  sv[0] = -1;                   /* owned by rp_qmp now, or closed */
+  if (!sys->qmp) {
+    *err = rp_asprintf ("qemu-storage-daemon did not answer on QMP: %s "
+                        "(see %s)", e, sys->log_path);
+    free (e);
+    rp_qsd_stop (sys);
+    return -1;
+  }
+  for (unsigned i = 0; i < sys->ndisks; i++)
+    if (add_disk (sys, i, err) != 0) {
+      rp_qsd_stop (sys);
+      return -1;
+    }
+  sys->generation++;
+  if (rp_refpoint_check_tracking (sys) != 0) {
+    *err = rp_asprintf ("cannot check change tracking of system %s",
+                        sys->name);
+    rp_qsd_stop (sys);
+    return -1;
+  }
+  return 0;
+
+ fail:
+  if (sv[0] >= 0) close (sv[0]);
+  if (sv[1] >= 0) close (sv[1]);
+  if (lfd >= 0) close (lfd);
+  return -1;
+}
+
+void
+rp_qsd_stop (struct rp_system *sys)
+{
+  if (sys->qmp && rp_qmp_alive (sys->qmp)) {
+    char *e = NULL;
+    /* "quit" closes every image, which writes persistent bitmaps. */
+    rp_qmp_cmd (sys->qmp, "quit", NULL, NULL, &e);
+    free (e);
+  }
+  if (sys->qsd_pid > 0) {
+    if (rp_proc_stop (sys->qsd_pid, 20000) == 2)
+      fprintf (stderr, "rpfs: %s: qemu-storage-daemon had to be killed\n",
+               sys->name);
+    sys->qsd_pid = 0;
+  }
+  if (sys->qmp) {
+    rp_qmp_close (sys->qmp);
+    sys->qmp = NULL;
+  }
+}
+
+int
+rp_qsd_ensure (struct rp_system *sys, char **err)
+{
+  if (rp_qsd_alive (sys))
+    return 0;
+  if (sys->qsd_pid > 0 || sys->qmp) {
+    fprintf (stderr, "rpfs: %s: qemu-storage-daemon died; restarting it\n",
+             sys->name);
+    if (sys->qmp) {
+      rp_qmp_close (sys->qmp);
+      sys->qmp = NULL;
+    }
+    if (sys->qsd_pid > 0)
+      rp_proc_stop (sys->qsd_pid, 0);
+    sys->qsd_pid = 0;
+  }
+  return rp_qsd_start (sys, err);
+}

@@ -1,0 +1,282 @@
+/* Virtual systems: loading STORE/systems/NAME.conf, the persistent
+ * VirtualSystemIdentifier, checking the disk images, properties. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "proc.h"
+
+const char *const rp_system_props[] = {
+  "ElementName", "VirtualSystemIdentifier", NULL
+};
+const char *const rp_system_methods[] = {
+  "CreateReferencePoint", "ImportReferencePointMetadata", NULL
+};
+
+int
+rp_disk_index (struct rp_system *sys, const char *id)
+{
+  for (size_t i = 0; i < sys->ndisks; i++)
+    if (!strcmp (sys->disks[i].id, id))
+      return (int) i;
+  return -1;
+}
+
+static int
+load_uuid (struct rp_system *sys, char **err)
+{
+  if (sys->conf->uuid) {
+    sys->uuid = rp_strdup (sys->conf->uuid);
+    return 0;
+  }
+  /* Generated once and kept, so it never changes across mounts. */
+  CLEANUP_FREE char *path = rp_asprintf ("%s/id", sys->statedir);
+  CLEANUP_FREE char *text = rp_read_file (path, NULL);
+  if (text) {
+    text[strcspn (text, "\n")] = 0;
+    if (!rp_uuid_valid (text)) {
+      *err = rp_asprintf ("%s:1: not a UUID", path);
+      return -1;
+    }
+    sys->uuid = rp_strdup (text);
+    return 0;
+  }
+  char id[37];
+  if (rp_uuid_new (id) != 0) {
+    *err = rp_asprintf ("cannot generate a UUID: %s", strerror (errno));
+    return -1;
+  }
+  CLEANUP_FREE char *line = rp_asprintf ("%s\n", id);
+  if (rp_write_file_atomic (path, line, strlen (line), 0644) != 0) {
+    *err = rp_asprintf ("%s: %s", path, strerror (errno));
+    return -1;
+  }
+  sys->uuid = rp_strdup (id);
+  return 0;
+}
+
+int
+rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
+                unsigned index, char **err)
+{
+  size_t len;
+  CLEANUP_FREE char *text = rp_read_file (conf_path, &len);
+  if (!text) {
+    *err = rp_asprintf ("%s: %s", conf_path, strerror (errno));
+    return -1;
+  }
+  if (!rp_name_valid (name) || !strcmp (name, "jobs")) {
+    *err = rp_asprintf ("%s: '%s' is not a valid system name (1 to 64 "
+                        "letters, digits, '_', '.', '-'; 'jobs' is reserved)",
+                        conf_path, name);
+    return -1;
+  }
+  struct rp_conf *conf = rp_conf_parse (conf_path, name, text, len, err);
+  if (!conf)
+    return -1;
+  if (conf->qmp) {
+    *err = rp_asprintf ("%s: systems with a running VM ('qmp = ...') are not "
+                        "supported yet", conf_path);
+    rp_conf_free (conf);
+    return -1;
+  }
+  struct rp_system *sys = rp_calloc (1, sizeof *sys);
+  sys->core = core;
+  sys->index = index;
+  sys->name = rp_strdup (name);
+  sys->conf_path = rp_strdup (conf_path);
+  sys->conf = conf;
+  pthread_mutex_init (&sys->op_lock, NULL);
+  sys->statedir = rp_asprintf ("%s/state/%s", core->store, name);
+  sys->nbd_path = rp_asprintf ("%s/run/%u.nbd", core->store, index);
+  sys->log_path = rp_asprintf ("%s/log/%s.log", core->store, name);
+  sys->ndisks = conf->ndisks;
+  sys->disks = rp_calloc (conf->ndisks + 1, sizeof *sys->disks);
+  for (size_t i = 0; i < conf->ndisks; i++) {
+    sys->disks[i].id = rp_strdup (conf->disks[i].id);
+    sys->disks[i].path = rp_strdup (conf->disks[i].path);
+    sys->disks[i].line = conf->disks[i].line;
+    snprintf (sys->disks[i].node, sizeof sys->disks[i].node, "d%u", (unsigned) (i & 0xffff));
+  }
+  struct rp_system **v = realloc (core->systems,
+                                  (core->nsystems + 1) * sizeof *v);
+  if (!v)
+    abort ();
+  core->systems = v;
+  core->systems[core->nsystems++] = sys;
+
+  if (strlen (sys->nbd_path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
+    *err = rp_asprintf ("%s: the store path is too long for a Unix socket "
+                        "(%s); use a shorter --store path", core->store,
+                        sys->nbd_path);
+    return -1;
+  }
+  if (rp_mkdir_p (sys->statedir, 0755) != 0) {
+    *err = rp_asprintf ("%s: %s", sys->statedir, strerror (errno));
+    return -1;
+  }
+  if (load_uuid (sys, err) != 0)
+    return -1;
+  return rp_refpoint_load_all (sys, err);
+}
+
+/* Persistent tracking needs qcow2 v3: say so before QEMU is involved. */
+int
+rp_system_check_images (struct rp_system *sys, char **err)
+{
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    struct rp_disk *d = &sys->disks[i];
+    CLEANUP_FREE char *out = NULL, *errs = NULL;
+    char *argv[] = { "qemu-img", "info", "--output=json", "-U", d->path,
+                     NULL };
+    if (rp_proc_run (argv, NULL, &out, &errs) != 0) {
+      if (errs)
+        errs[strcspn (errs, "\n")] = 0;
+      *err = rp_asprintf ("%s:%d: disk %s: %s", sys->conf_path, d->line,
+                          d->id, errs && *errs ? errs : "qemu-img info failed");
+      return -1;
+    }
+    json_error_t je;
+    json_t *info = json_loads (out, 0, &je);
+    const char *fmt = json_string_value (json_object_get (info, "format"));
+    const char *compat = json_string_value (json_object_get (
+      json_object_get (json_object_get (info, "format-specific"), "data"),
+      "compat"));
+    d->size = json_integer_value (json_object_get (info, "virtual-size"));
+    int r = 0;
+    if (!fmt || strcmp (fmt, "qcow2") != 0) {
+      *err = rp_asprintf (
+        "%s:%d: disk %s: %s is a %s image; change tracking needs qcow2 "
+        "(convert it with qemu-img convert -O qcow2, or keep the data raw "
+        "behind a qcow2 metadata image: qemu-img create -f qcow2 -o "
+        "data_file=%s,data_file_raw=on META.qcow2 SIZE)",
+        sys->conf_path, d->line, d->id, d->path, fmt ? fmt : "unknown",
+        d->path);
+      r = -1;
+    }
+    else if (compat && strcmp (compat, "0.10") == 0) {
+      *err = rp_asprintf ("%s:%d: disk %s: %s is qcow2 version 2 (compat "
+                          "0.10), which cannot hold persistent bitmaps; "
+                          "upgrade it with qemu-img amend -o compat=1.1",
+                          sys->conf_path, d->line, d->id, d->path);
+      r = -1;
+    }
+    json_decref (info);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+void
+rp_system_free (struct rp_system *sys)
+{
+  for (size_t k = 0; k < sys->nrps; k++)
+    rp_refpoint_put (sys->rps[k]);
+  free (sys->rps);
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    free (sys->disks[i].id);
+    free (sys->disks[i].path);
+  }
+  free (sys->disks);
+  rp_conf_free (sys->conf);
+  rp_results_free (sys->results);
+  pthread_mutex_destroy (&sys->op_lock);
+  free (sys->name);
+  free (sys->conf_path);
+  free (sys->uuid);
+  free (sys->statedir);
+  free (sys->nbd_path);
+  free (sys->log_path);
+  free (sys);
+}
+
+char **
+rp_core_systems (struct rp_core *core)
+{
+  char **v = rp_calloc (1, sizeof *v);
+  for (size_t i = 0; i < core->nsystems; i++)
+    v = rp_strv_push (v, core->systems[i]->name);
+  return v;
+}
+
+struct rp_system *
+rp_core_system (struct rp_core *core, const char *name)
+{
+  for (size_t i = 0; i < core->nsystems; i++)
+    if (!strcmp (core->systems[i]->name, name))
+      return core->systems[i];
+  return NULL;
+}
+
+char *
+rp_system_prop (struct rp_system *sys, const char *name)
+{
+  if (!strcmp (name, "ElementName"))
+    return rp_asprintf ("%s\n", sys->name);
+  if (!strcmp (name, "VirtualSystemIdentifier"))
+    return rp_asprintf ("%s\n", sys->uuid);
+  return NULL;
+}
+
+char **
+rp_system_disks (struct rp_system *sys)
+{
+  char **v = rp_calloc (1, sizeof *v);
+  for (size_t i = 0; i < sys->ndisks; i++)
+    v = rp_strv_push (v, sys->disks[i].id);
+  return v;
+}
+
+bool
+rp_system_disks_writable (struct rp_system *sys)
+{
+  return sys->conf->qmp == NULL;
+}
+
+/* Results: each caller (uid) sees its own last result of each method. */
+void
+rp_system_result_set (struct rp_result **list, const char *method, uid_t uid,
+                      int rv, const char *job_id, const char *desc)
+{
+  struct rp_result *r;
+  for (r = *list; r; r = r->next)
+    if (r->uid == uid && !strcmp (r->method, method))
+      break;
+  if (!r) {
+    r = rp_calloc (1, sizeof *r);
+    r->method = rp_strdup (method);
+    r->uid = uid;
+    r->next = *list;
+    *list = r;
+  }
+  free (r->line);
+  r->line = rp_asprintf ("%d %s %s\n", rv, job_id,
+                         desc && *desc ? desc : rp_rv_name (rv));
+}
+
+char *
+rp_system_result_get (struct rp_result *list, const char *method, uid_t uid)
+{
+  for (struct rp_result *r = list; r; r = r->next)
+    if (r->uid == uid && !strcmp (r->method, method))
+      return rp_strdup (r->line);
+  return rp_strdup ("");
+}
+
+void
+rp_results_free (struct rp_result *list)
+{
+  while (list) {
+    struct rp_result *n = list->next;
+    free (list->method);
+    free (list->line);
+    free (list);
+    list = n;
+  }
+}

@@ -1,0 +1,304 @@
+/* Change tracking and fleecing in QEMU for reference points: the start-up
+ * check that decides which reference points can still serve as a base, and
+ * attaching / detaching the fleecing (point-in-time) nodes of log based
+ * reference points.  All functions here run with sys->op_lock held. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "proc.h"
+
+static char *
+scratch_path (struct rp_refpoint *rp, const char *disk)
+{
+  return rp_asprintf ("%s/%s.fleece.qcow2", rp->dir, disk);
+}
+
+static void
+fleece_names (struct rp_refpoint *rp, unsigned i, char node[32],
+              char job[32], char exp[32])
+{
+  snprintf (node, 32, "f%u_%u", rp->seq, i);
+  snprintf (job, 32, "fj%u_%u", rp->seq, i);
+  rp_export_name_rp (exp, 32, rp->seq, i);
+}
+
+static int
+qmp_simple (struct rp_system *sys, const char *cmd, json_t *args, char **err)
+{
+  return rp_qmp_cmd (sys->qmp, cmd, args, NULL, err);
+}
+
+/* Wait until block job JOB is gone (cancelled jobs finish asynchronously). */
+static void
+wait_job_gone (struct rp_system *sys, const char *job)
+{
+  for (int tries = 0; tries < 2000; tries++) {
+    json_t *ret = NULL;
+    char *e = NULL;
+    if (rp_qmp_cmd (sys->qmp, "query-block-jobs", NULL, &ret, &e) != 0) {
+      free (e);
+      return;
+    }
+    bool found = false;
+    size_t i;
+    json_t *j;
+    json_array_foreach (ret, i, j)
+      if (!strcmp (json_string_value (json_object_get (j, "device")) ?: "", job))
+        found = true;
+    json_decref (ret);
+    if (!found)
+      return;
+    struct timespec ts = { 0, 5000000 };
+    nanosleep (&ts, NULL);
+  }
+}
+
+/* Tear down what exists of RP's fleecing for disks 0..N-1 (errors ignored:
+ * parts may not exist).  Deletes the scratch images when DELETE_FILES. */
+static void
+fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
+{
+  struct rp_system *sys = rp->sys;
+  for (size_t i = 0; i < n; i++) {
+    int di = rp_disk_index (sys, rp->disk_ids[i]);
+    char node[32], job[32], exp[32];
+    char *e = NULL;
+    fleece_names (rp, (unsigned) di, node, job, exp);
+    if (rp_qsd_alive (sys)) {
+      qmp_simple (sys, "block-export-del",
+                  json_pack ("{s:s, s:s}", "id", exp, "mode", "hard"), &e);
+      free (e); e = NULL;
+      if (qmp_simple (sys, "block-job-cancel",
+                      json_pack ("{s:s, s:b}", "device", job, "force", 1),
+                      &e) == 0)
+        wait_job_gone (sys, job);
+      free (e); e = NULL;
+      /* The export goes away asynchronously too; retry blockdev-del. */
+      for (int t = 0; t < 200; t++) {
+        if (qmp_simple (sys, "blockdev-del",
+                        json_pack ("{s:s}", "node-name", node), &e) == 0
+            || (e && strstr (e, "Failed to find node")))
+          break;
+        free (e); e = NULL;
+        struct timespec ts = { 0, 5000000 };
+        nanosleep (&ts, NULL);
+      }
+      free (e);
+    }
+    if (delete_files) {
+      CLEANUP_FREE char *p = scratch_path (rp, rp->disk_ids[i]);
+      unlink (p);
+    }
+  }
+}
+
+void
+rp_fleece_detach (struct rp_refpoint *rp)
+{
+  fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
+  pthread_mutex_lock (&rp->sys->core->lock);
+  rp->has_data = false;
+  rp_refpoint_save (rp);
+  pthread_mutex_unlock (&rp->sys->core->lock);
+}
+
+/* Create (if CREATE) the scratch images and add the scratch nodes, backed by
+ * the disks.  The backup jobs that fill them are added by the caller, in its
+ * transaction (rp_fleece_actions).  On failure everything is undone. */
+int
+rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err)
+{
+  struct rp_system *sys = rp->sys;
+  size_t n = rp_strv_len (rp->disk_ids);
+  for (size_t i = 0; i < n; i++) {
+    int di = rp_disk_index (sys, rp->disk_ids[i]);
+    if (di < 0) {
+      *err = rp_asprintf ("disk %s is no longer in the definition of %s",
+                          rp->disk_ids[i], sys->name);
+      fleece_teardown (rp, i, create);
+      return -1;
+    }
+    CLEANUP_FREE char *path = scratch_path (rp, rp->disk_ids[i]);
+    if (create) {
+      CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
+      CLEANUP_FREE char *out = NULL;
+      char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path, size,
+                       NULL };
+      if (rp_proc_run (argv, NULL, NULL, &out) != 0) {
+        *err = rp_asprintf ("cannot create the fleecing image %s: %s", path,
+                            out ? out : "qemu-img failed");
+        fleece_teardown (rp, i, true);
+        return -1;
+      }
+    }
+    else if (access (path, R_OK | W_OK) != 0) {
+      *err = rp_asprintf ("fleecing image %s: %s", path, strerror (errno));
+      fleece_teardown (rp, i, false);
+      return -1;
+    }
+    char node[32], job[32], exp[32];
+    fleece_names (rp, (unsigned) di, node, job, exp);
+    char *e = NULL;
+    json_t *args = json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}}",
+                              "driver", "qcow2", "node-name", node,
+                              "backing", sys->disks[di].node,
+                              "file", "driver", "file", "filename", path);
+    if (qmp_simple (sys, "blockdev-add", args, &e) != 0) {
+      *err = rp_asprintf ("cannot open fleecing image %s: %s", path, e);
+      free (e);
+      fleece_teardown (rp, i + 1, create);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Append to ACTIONS the backup jobs (sync=none) that make RP's scratch
+ * nodes keep the point-in-time content. */
+void
+rp_fleece_actions (struct rp_refpoint *rp, json_t *actions)
+{
+  for (size_t i = 0; rp->disk_ids[i]; i++) {
+    int di = rp_disk_index (rp->sys, rp->disk_ids[i]);
+    char node[32], job[32], exp[32];
+    fleece_names (rp, (unsigned) di, node, job, exp);
+    json_array_append_new (actions, rp_qmp_action (
+      "blockdev-backup",
+      json_pack ("{s:s, s:s, s:s, s:s}", "device", rp->sys->disks[di].node,
+                 "target", node, "sync", "none", "job-id", job)));
+  }
+}
+
+/* Publish the scratch nodes read-only over NBD (referencepoints/RP/disks). */
+int
+rp_fleece_exports (struct rp_refpoint *rp, char **err)
+{
+  for (size_t i = 0; rp->disk_ids[i]; i++) {
+    int di = rp_disk_index (rp->sys, rp->disk_ids[i]);
+    char node[32], job[32], exp[32];
+    fleece_names (rp, (unsigned) di, node, job, exp);
+    char *e = NULL;
+    if (qmp_simple (rp->sys, "block-export-add",
+                    json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd",
+                               "id", exp, "node-name", node, "name", exp,
+                               "writable", 0), &e) != 0) {
+      *err = rp_asprintf ("cannot export the point-in-time disk %s: %s",
+                          rp->disk_ids[i], e);
+      free (e);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Undo rp_fleece_nodes after a failed transaction. */
+void
+rp_fleece_abort (struct rp_refpoint *rp)
+{
+  fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
+}
+
+/* After QEMU started: compare every reference point with the bitmaps the
+ * disks really carry.  A bitmap that is missing (added at run time and never
+ * written: QEMU was killed) or inconsistent (QEMU was killed while it was in
+ * use) means the changes since that reference point are unknown: the
+ * reference point stays listed but is refused as a base, with the reason.
+ * Inconsistent bitmaps are then removed (QEMU allows nothing else on them).
+ * Fleecing data does not survive a stop of QEMU: a new backup job would copy
+ * again, over the point-in-time data already in the scratch image, every
+ * cluster written after the restart.  So log based reference points lose
+ * their associated data (HasAssociatedData false) but keep their tracking. */
+int
+rp_refpoint_check_tracking (struct rp_system *sys)
+{
+  struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
+  char *e = NULL;
+  int r = 0;
+
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    if (rp_bitmaps_query (sys->qmp, sys->disks[i].node, &bm[i], &e) != 0) {
+      fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
+      free (e);
+      r = -1;
+      goto out;
+    }
+  }
+
+  pthread_mutex_lock (&sys->core->lock);
+  size_t nrps = sys->nrps;
+  struct rp_refpoint **rps = rp_calloc (nrps + 1, sizeof *rps);
+  for (size_t k = 0; k < nrps; k++) {
+    rps[k] = sys->rps[k];
+    rps[k]->refs++;
+  }
+  pthread_mutex_unlock (&sys->core->lock);
+
+  for (size_t k = 0; k < nrps; k++) {
+    struct rp_refpoint *rp = rps[k];
+    for (size_t j = 0; rp->disk_ids[j]; j++) {
+      int di = rp_disk_index (sys, rp->disk_ids[j]);
+      const struct rp_bitmap *b = di < 0 ? NULL
+        : rp_bitmaps_find (&bm[di], rp->bitmap);
+      CLEANUP_FREE char *why = NULL;
+      if (di < 0)
+        why = rp_asprintf ("disk %s is no longer part of the system",
+                           rp->disk_ids[j]);
+      else if (!b)
+        why = rp_asprintf ("the change tracking bitmap on disk %s is missing "
+                           "(QEMU was stopped without writing it)",
+                           rp->disk_ids[j]);
+      else if (b->inconsistent)
+        why = rp_asprintf ("the change tracking bitmap on disk %s is "
+                           "inconsistent (QEMU was killed while it was in "
+                           "use)", rp->disk_ids[j]);
+      if (why) {
+        rp_refpoint_set_broken (rp, why);
+        break;
+      }
+    }
+    pthread_mutex_lock (&sys->core->lock);
+    bool had = rp->has_data;
+    rp->has_data = false;
+    if (had)
+      rp_refpoint_save (rp);
+    pthread_mutex_unlock (&sys->core->lock);
+    if (had) {
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data is not kept across "
+               "a restart of QEMU; the reference point stays usable as a "
+               "base\n", sys->name, rp->name);
+      for (size_t j = 0; rp->disk_ids[j]; j++) {
+        CLEANUP_FREE char *s = scratch_path (rp, rp->disk_ids[j]);
+        unlink (s);
+      }
+    }
+  }
+  for (size_t k = 0; k < nrps; k++)
+    rp_refpoint_put (rps[k]);
+  free (rps);
+
+  /* Inconsistent bitmaps of ours and the guard are of no further use. */
+  for (size_t i = 0; i < sys->ndisks; i++)
+    for (size_t j = 0; j < bm[i].n; j++) {
+      const struct rp_bitmap *b = &bm[i].v[j];
+      if ((b->seq && b->inconsistent) || !strcmp (b->name, RP_GUARD_BITMAP)) {
+        qmp_simple (sys, "block-dirty-bitmap-remove",
+                    json_pack ("{s:s, s:s}", "node", sys->disks[i].node,
+                               "name", b->name), &e);
+        free (e);
+        e = NULL;
+      }
+    }
+ out:
+  for (size_t i = 0; i < sys->ndisks; i++)
+    rp_bitmaps_free (&bm[i]);
+  free (bm);
+  return r;
+}
