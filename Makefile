@@ -1,6 +1,7 @@
 # rpfs — GNU make, C11 (gnu11), dependencies through pkg-config.
 #   make            build rpfs
 #   make check      unit tests (check) and the mount tests (tests/*.sh)
+#   make deps       install missing Debian packages (contrib/install-deps.sh)
 #   make demo       install packages if missing, build, run the demo
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make SANITIZE=1 ...   build with -fsanitize=address,undefined
@@ -21,8 +22,8 @@ ifeq ($(SANITIZE),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-CPPFLAGS += -Icore $(shell $(PKG_CONFIG) --cflags $(ALL_PKGS))
-LIBS := $(shell $(PKG_CONFIG) --libs $(ALL_PKGS)) -pthread
+CPPFLAGS += -Icore $(shell $(PKG_CONFIG) --cflags $(ALL_PKGS) 2>/dev/null)
+LIBS := $(shell $(PKG_CONFIG) --libs $(ALL_PKGS) 2>/dev/null) -pthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
@@ -50,11 +51,23 @@ tests/unit/check_%: tests/unit/check_%.c core/librpfscore.a
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
+# Install missing Debian packages (as root); a no-op when all are there.
+deps:
+	@contrib/install-deps.sh
+
+# check and demo install packages first, then build in a sub-make, so that
+# pkg-config is evaluated only once the packages are there.
 # The whole suite: unit tests, then one shell test per feature on a real mount.
-check: rpfs $(UNIT_BIN)
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: rpfs $(UNIT_BIN)
 	@tests/run-all.sh $(UNIT_BIN)
 
-demo: rpfs
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: rpfs
 	@contrib/demo.sh
 
 install: rpfs
@@ -64,4 +77,4 @@ install: rpfs
 clean:
 	rm -f rpfs core/*.o fs/*.o core/librpfscore.a $(UNIT_BIN)
 
-.PHONY: all unit check demo install clean
+.PHONY: all unit deps check check-run demo demo-run install clean

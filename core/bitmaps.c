@@ -63,18 +63,20 @@ rp_bitmaps_query (struct rp_qmp *q, const char *node, struct rp_bitmaps *out,
                   &ret, err) != 0)
     return -1;
   size_t i;
-  json_t *n;
+  json_t *n = NULL;
   json_t *bitmaps = NULL;
+  bool found = false;
   json_array_foreach (ret, i, n) {
     if (strcmp (json_string_value (json_object_get (n, "node-name")) ?: "",
                 node) == 0) {
       bitmaps = json_object_get (n, "dirty-bitmaps");
+      found = true;
       break;
     }
   }
   if (!bitmaps) {
     json_decref (ret);
-    if (n == NULL || i == json_array_size (ret)) {
+    if (!found) {
       *err = rp_asprintf ("block node %s is not present in QEMU", node);
       return -1;
     }

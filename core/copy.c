@@ -323,6 +323,7 @@ rp_copy_disk (const char *src_sock, const char *src_export,
   sock = rp_asprintf ("%s/copy-%d-%u.sock", run_dir, (int) getpid (),
                       atomic_fetch_add (&counter, 1));
   log = rp_asprintf ("%s/qemu-nbd.log", run_dir);
+  c.dst_sock = sock;
   pid = start_target (dst_path, sock, log, err);
   if (pid < 0) {
     r = EIO;
@@ -349,7 +350,9 @@ rp_copy_disk (const char *src_sock, const char *src_export,
     stats->zeroed = atomic_load (&c.zeroed);
   }
  out:
-  if (pid > 0 && rp_proc_stop (pid, 20000) != 0 && !r) {
+  /* qemu-nbd exits by itself once the last worker disconnected; SIGTERM
+   * (also a clean close of the image) covers the paths where none did. */
+  if (pid > 0 && rp_proc_stop (pid, 3000) > 1 && !r) {
     *err = rp_asprintf ("qemu-nbd did not exit after writing %s", dst_name);
     r = EIO;
   }

@@ -1,0 +1,102 @@
+#!/bin/bash
+# A bad store or system definition stops rpfs at start-up: exit status 1 and
+# a message naming the file and line (interface.md 1 and 2).
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+MNT=$TMPROOT/mnt
+mkdir -p "$MNT"
+cleanup_add "fusermount3 -u -z $(printf %q "$MNT") 2>/dev/null"
+[[ -x $RPFS ]] || fail "rpfs binary not found at $RPFS (run make)"
+
+# start_fails STORE WANT...: rpfs must exit 1 without mounting, and its output
+# must hold every WANT string.
+start_fails() {
+  local store=$1 want rc=0 out
+  shift
+  out=$WORK/start.$RANDOM.log
+  timeout 30 "$RPFS" --store "$store" -f -o allow_other "$MNT" >"$out" 2>&1 || rc=$?
+  if mountpoint -q "$MNT"; then
+    fusermount3 -u -z "$MNT"
+    fail "rpfs mounted $MNT despite the bad store"
+  fi
+  ((rc != 124)) || fail "rpfs did not exit within 30 s (it should refuse to start)"
+  ((rc == 1)) || fail "rpfs exited with status $rc, expected 1; output: $(cat "$out")"
+  for want in "$@"; do
+    grep -qF -- "$want" "$out" ||
+      fail "rpfs's message does not name '$want'; it said: $(cat "$out")"
+  done
+  [[ -z $(store_procs "$store") ]] || fail "QEMU processes left after a failed start"
+  _sanitizer_check "$out"
+  echo "   rpfs said: $(head -n 3 "$out" | tr '\n' ' ')"
+}
+
+# good_conf NAME: a valid definition with one disk.
+good_conf() {
+  add_system "$1" sda:16M
+}
+
+step "unknown key: the message names vm1.conf:3 (a good vm0 does not help)"
+new_store
+good_conf vm0
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+# line 1
+VirtualSystemIdentifier = 5f0c7e52-3c1d-4c4e-9a36-0e4f3c2b9d10
+colour = blue
+disk sda = $(img_of vm1 sda)
+EOF
+start_fails "$STORE" "vm1.conf:3"
+
+step "relative disk path: vm1.conf:2"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+# line 1
+disk sda = images/vm1-sda.qcow2
+EOF
+start_fails "$STORE" "vm1.conf:2"
+
+step "missing image: vm1.conf:3"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+# line 1
+disk sda = $(img_of vm1 sda)
+disk sdb = $IMAGES/does-not-exist.qcow2
+EOF
+start_fails "$STORE" "vm1.conf:3"
+
+step "malformed VirtualSystemIdentifier: vm1.conf:1"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+VirtualSystemIdentifier = not-a-uuid
+disk sda = $(img_of vm1 sda)
+EOF
+start_fails "$STORE" "vm1.conf:1"
+
+step "duplicate disk id: vm1.conf:4"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+
+# blank line and comment above are ignored
+disk sda = $(img_of vm1 sda)
+disk sda = $(img_of vm1 sda)
+EOF
+start_fails "$STORE" "vm1.conf:4"
+
+step "line without '=': vm1.conf:2"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+disk sda = $(img_of vm1 sda)
+disk sdb $(img_of vm1 sda)
+EOF
+start_fails "$STORE" "vm1.conf:2"
+
+step "store that does not exist: the message names it"
+start_fails "$WORK/no-such-store" "$WORK/no-such-store"
+
+pass
