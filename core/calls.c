@@ -249,3 +249,49 @@ rp_refpoint_result (struct rp_refpoint *rp, const char *method,
   pthread_mutex_unlock (&rp->sys->core->lock);
   return r;
 }
+
+int
+rp_system_check (struct rp_system *sys, const char *method, const char *buf,
+                 size_t len, const struct rp_caller *who)
+{
+  CLEANUP_FREE char *why = NULL;
+  int rv;
+  if (!strcmp (method, "CreateReferencePoint")) {
+    CLEANUP_FREE char *name = NULL;
+    int type, level;
+    rv = create_args (buf, len, &name, &type, &level, &why);
+    if (rv == RV_OK && !rp_name_valid (name))
+      rv = RV_INVALID_PARAMETER;
+    if (rv == RV_OK) {
+      pthread_mutex_lock (&sys->core->lock);
+      if (rp_refpoint_find (sys, name))
+        rv = RV_INVALID_PARAMETER;
+      pthread_mutex_unlock (&sys->core->lock);
+    }
+    return rv;
+  }
+  if (!strcmp (method, "ImportReferencePointMetadata")) {
+    pthread_mutex_lock (&sys->op_lock);
+    rv = rp_import (sys, buf, len, who, NULL, NULL, &why);
+    pthread_mutex_unlock (&sys->op_lock);
+    return rv;
+  }
+  return RV_NOT_SUPPORTED;
+}
+
+int
+rp_refpoint_check (struct rp_refpoint *rp, const char *method,
+                   const char *buf, size_t len, const struct rp_caller *who)
+{
+  CLEANUP_FREE char *why = NULL;
+  if (!strcmp (method, "ExportReferencePoint"))
+    return rp_export_start (rp, buf, len, who, NULL, &why);
+  if (!strcmp (method, "RemoveAssociatedData")) {
+    pthread_mutex_lock (&rp->sys->core->lock);
+    int rv = !rp->has_data ? RV_INVALID_STATE
+      : rp->busy > 0 || rp->exporting ? RV_IN_USE : RV_OK;
+    pthread_mutex_unlock (&rp->sys->core->lock);
+    return rv;
+  }
+  return RV_NOT_SUPPORTED;
+}

@@ -100,6 +100,7 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
   if (seq)
     core->jobseq = strtoul (seq, NULL, 10);
 
+  rp_export_cleanup (core);
   CLEANUP_FREE char *sysdir = rp_asprintf ("%s/systems", core->store);
   struct dirent **list;
   int n = scandir (sysdir, &list, conf_filter, alphasort);

@@ -2,6 +2,7 @@
  * error with nothing written), then the job thread that assembles
  *   <dir>/.<system>.<job>.part/{config,referencepoint,disks/DISK.qcow2,SHA256SUMS}
  * and renames it to <dir>/<system> only when complete. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
@@ -208,6 +209,11 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
   if (rv == RV_OK && !qemu_ok) {
     *why = rp_asprintf ("QEMU is not available: %s", e);
     rv = RV_NOT_AVAILABLE;
+  }
+  if (rv == RV_OK && !job) {     /* only checking */
+    pthread_mutex_unlock (&sys->core->lock);
+    free (e);
+    goto out;
   }
   if (rv == RV_OK) {
     rp->exporting = true;
@@ -555,6 +561,40 @@ chown_tree (const char *path, uid_t uid, gid_t gid)
   }
 }
 
+/* At start: remove the assembly directories of exports a crash cut short.
+ * Only a name of the form <dir>/.<system>.<job>.part is ever removed. */
+void
+rp_export_cleanup (struct rp_core *core)
+{
+  CLEANUP_FREE char *dir = rp_asprintf ("%s/state/exports", core->store);
+  rp_mkdir_p (dir, 0755);
+  DIR *d = opendir (dir);
+  struct dirent *e;
+  while (d && (e = readdir (d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    CLEANUP_FREE char *m = rp_asprintf ("%s/%s", dir, e->d_name);
+    CLEANUP_FREE char *text = rp_read_file (m, NULL);
+    char *nl = text ? strchr (text, '\n') : NULL;
+    if (nl) {
+      *nl = 0;
+      char *made = nl + 1;
+      made[strcspn (made, "\n")] = 0;
+      size_t n = strlen (text);
+      if (n > 5 && !strcmp (text + n - 5, ".part") && strstr (text, "/.")) {
+        fprintf (stderr, "rpfs: removing %s, left by an export that did not "
+                 "finish\n", text);
+        rp_rm_rf (text);
+        if (*made)
+          rmdir (made);         /* only if empty */
+      }
+    }
+    unlink (m);
+  }
+  if (d)
+    closedir (d);
+}
+
 static void *
 export_thread (void *opaque)
 {
@@ -572,6 +612,17 @@ export_thread (void *opaque)
       goto done;
     }
     w->made_dir = true;
+  }
+  /* A marker in the store names the assembly directory, so that a start
+   * after a crash removes what this job leaves half done. */
+  CLEANUP_FREE char *marker = rp_asprintf ("%s/state/exports/%s",
+                                           w->rp->sys->core->store, job->id);
+  CLEANUP_FREE char *mtext = rp_asprintf ("%s\n%s\n", w->tmp,
+                                          w->made_dir ? w->dir : "");
+  if (rp_write_file_atomic (marker, mtext, strlen (mtext), 0644) != 0) {
+    why = rp_asprintf ("cannot write %s: %s", marker, strerror (errno));
+    rv = RV_FAILED;
+    goto done;
   }
   CLEANUP_FREE char *tdisks = rp_asprintf ("%s/disks", w->tmp);
   if (mkdir (w->tmp, 0700) != 0 || mkdir (tdisks, 0755) != 0) {
@@ -632,6 +683,8 @@ export_thread (void *opaque)
     if (w->made_dir)
       rmdir (w->dir);
   }
+  if (marker)
+    unlink (marker);
   rp_job_finish (job, rv, rv == -1 ? NULL : why);
   work_free (w);
   return NULL;

@@ -60,7 +60,8 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
            const struct rp_caller *who, struct rp_job *job,
            struct rp_refpoint **out, char **why)
 {
-  *out = NULL;
+  if (out)
+    *out = NULL;
   struct rp_args *a = rp_args_parse (buf, len, why);
   if (!a)
     return RV_INVALID_PARAMETER;
@@ -144,6 +145,11 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
     goto out;
   }
 
+  if (!job) {                   /* only checking */
+    free (disks);
+    rv = RV_OK;
+    goto out;
+  }
   rp = rp_calloc (1, sizeof *rp);
   rp->sys = sys;
   rp->refs = 1;

@@ -221,12 +221,15 @@ int rp_create (struct rp_system *sys, const char *name, int type, int level,
 int rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why);
 int rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp,
                     char **why);
+/* JOB NULL: check only. */
 int rp_import (struct rp_system *sys, const char *buf, size_t len,
                const struct rp_caller *who, struct rp_job *job,
                struct rp_refpoint **out, char **why);
 int rp_system_check_images (struct rp_system *sys, char **err);
 
 /* export.c */
+void rp_export_cleanup (struct rp_core *core);
+/* JOB NULL: run every check, start nothing (RV_OK if it would start). */
 int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);

@@ -83,6 +83,13 @@ extern const char *const rp_system_methods[];  /* CreateReferencePoint, ... */
  * rp_system_result(). */
 int rp_system_call (struct rp_system *sys, const char *method,
                     const char *buf, size_t len, const struct rp_caller *who);
+/* Run every check of the call on BUF/LEN without acting and without a job
+ * record: RV_OK when the call would go ahead, else the ReturnValue it would
+ * fail with.  The frontend checks each write(2) of a request that arrives in
+ * several writes (a shell writes line by line) and calls at close. */
+int rp_system_check (struct rp_system *sys, const char *method,
+                     const char *buf, size_t len,
+                     const struct rp_caller *who);
 /* "<ReturnValue> <job-id> <description>\n" of WHO's last call, or "" . */
 char *rp_system_result (struct rp_system *sys, const char *method,
                         const struct rp_caller *who);
@@ -113,6 +120,9 @@ int rp_refpoint_set (struct rp_refpoint *rp, const char *name,
                      const char *buf, size_t len);
 int rp_refpoint_call (struct rp_refpoint *rp, const char *method,
                       const char *buf, size_t len, const struct rp_caller *who);
+int rp_refpoint_check (struct rp_refpoint *rp, const char *method,
+                       const char *buf, size_t len,
+                       const struct rp_caller *who);
 char *rp_refpoint_result (struct rp_refpoint *rp, const char *method,
                           const struct rp_caller *who);
 /* Job id of the newest method call on this reference point, or NULL. */

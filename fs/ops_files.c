@@ -6,8 +6,15 @@
  * unchanged.  A setting or method acts in write(2), never in release
  * (whose result nobody sees).
  *
- * A method takes its whole request in one write at offset 0: anything else
- * is a partial write and fails with EINVAL.
+ * A method request may also arrive in several consecutive writes, for the
+ * same reason: the spec's own `printf '/dir\nBaseReferencePoint=rp1\n' >
+ * ExportReferencePoint` is two writes from bash.  So every write appends to
+ * the request and runs all of the method's checks on it at once
+ * (rp_*_check, no side effect): a bad request fails in that write(2), with
+ * its errno and a job record saying why.  The call itself runs in flush,
+ * i.e. at close(2), whose result also reaches the caller; its result line is
+ * then readable from the method file.  A write at any other offset than the
+ * end of the request so far is a partial write and fails with EINVAL.
  *
  * A setting also accepts its value in consecutive writes, because bash's
  * echo and printf builtins write line by line: `printf 'sda\nsdb\n' >
@@ -43,6 +50,7 @@ struct handle {
   size_t len;
   bool written;                 /* H_CONTROL: a write happened */
   bool failed;                  /* H_CONTROL: a write failed: no more */
+  bool pending;                 /* method: checked request awaits flush */
   char *orig;                   /* setting: the value at open, for undo */
   char *acc;                    /* setting: everything written so far */
   size_t acc_len;
@@ -254,7 +262,54 @@ write_setting (struct node *n, struct handle *h, const char *buf,
   return r;
 }
 
-/* A setting or method write. */
+/* Append BUF to the request accumulated in H (settings and methods). */
+static int
+accumulate (struct handle *h, const char *buf, size_t size, off_t off)
+{
+  if ((uint64_t) off != h->acc_len || size > SETTING_MAX - h->acc_len)
+    return -EINVAL;
+  char *acc = realloc (h->acc, h->acc_len + size + 1);
+  if (acc == NULL)
+    return -ENOMEM;
+  h->acc = acc;
+  memcpy (h->acc + h->acc_len, buf, size);
+  h->acc_len += size;
+  return 0;
+}
+
+/* Run the method with the accumulated request: the one place a method is
+ * called. */
+static int
+call_method (struct node *n, struct handle *h, const struct rp_caller *who)
+{
+  int rv;
+  h->pending = false;
+  if (n->p.kind == FS_SYS_METHOD)
+    rv = rp_system_call (n->sys, n->p.name, h->acc, h->acc_len, who);
+  else
+    rv = rp_refpoint_call (n->rp, n->p.name, h->acc, h->acc_len, who);
+  refresh (h, n, who);
+  return fs_rv_errno (rv);
+}
+
+/* A method write: check now, call at flush (see the top of the file). */
+static int
+write_method (struct node *n, struct handle *h, const char *buf, size_t size,
+              off_t off, const struct rp_caller *who)
+{
+  int r = accumulate (h, buf, size, off);
+  if (r < 0)
+    return r;
+  int rv = n->p.kind == FS_SYS_METHOD
+    ? rp_system_check (n->sys, n->p.name, h->acc, h->acc_len, who)
+    : rp_refpoint_check (n->rp, n->p.name, h->acc, h->acc_len, who);
+  if (rv != RV_OK)
+    return call_method (n, h, who);   /* fails again, with a job record */
+  h->pending = true;
+  return size;
+}
+
+/* A setting, method or job method write. */
 static int
 write_control (const char *path, struct handle *h, const char *buf,
                size_t size, off_t off)
@@ -265,7 +320,7 @@ write_control (const char *path, struct handle *h, const char *buf,
 
   if (h->failed)
     return -EINVAL;
-  if (h->node != FS_RP_SETTING && (off != 0 || h->written))
+  if (h->node == FS_JOB_METHOD && (off != 0 || h->written))
     return -EINVAL;
   h->written = true;
   /* Resolve again: the handle holds no reference, so an open method file
@@ -279,23 +334,20 @@ write_control (const char *path, struct handle *h, const char *buf,
     r = write_setting (&n, h, buf, size, off);
     break;
   case FS_SYS_METHOD:
-    rv = rp_system_call (n.sys, n.p.name, buf, size, &who);
-    r = fs_rv_errno (rv);
-    break;
   case FS_RP_METHOD:
-    rv = rp_refpoint_call (n.rp, n.p.name, buf, size, &who);
-    r = fs_rv_errno (rv);
+    r = write_method (&n, h, buf, size, off, &who);
     break;
   case FS_JOB_METHOD:
     rv = rp_job_request_state (n.job, buf, size);
     r = fs_rv_errno (rv);
+    refresh (h, &n, &who);
     break;
   default:
     return -EBADF;
   }
-  refresh (h, &n, &who);
   if (r < 0) {
     h->failed = true;
+    h->pending = false;
     return r;
   }
   return size;
@@ -371,7 +423,14 @@ fs_flush (const char *path, struct fuse_file_info *fi)
   struct handle *h = handle_of (fi);
   int r;
 
-  (void) path;
+  if (h->kind == H_CONTROL && h->pending) {
+    AUTO_NODE struct node n = NODE_INIT;
+    struct rp_caller who = fs_caller ();
+    r = node_get (path, &n);
+    if (r < 0)
+      return r;
+    return call_method (&n, h, &who);
+  }
   if (h->kind != H_DISK || !h->dirty)
     return 0;
   r = rp_disk_flush (h->io);
