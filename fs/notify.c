@@ -16,8 +16,17 @@
  *   RP_EV_DELETED,  dir         rmdir                      -> IN_DELETE
  *   RP_EV_DELETED,  file / link unlink                     -> IN_DELETE
  *
- * The FUSE callbacks recognise these requests by the caller's thread id
- * (fuse_get_context()->pid is the calling task, i.e. the thread) and accept
+ * The operation itself is made by a small child process ("the hand"), not
+ * by a thread of the daemon: a thread of a FUSE daemon blocked in a request
+ * on its own mount keeps the daemon from ever exiting after SIGKILL (its
+ * /dev/fuse fd closes only when every thread is gone, and that request waits
+ * uninterruptibly for the dead daemon).  A separate process lets the daemon
+ * die; the connection then aborts and the hand's call fails and it exits.
+ * The hand makes only async-signal-safe system calls (it is forked from a
+ * threaded process).
+ *
+ * The FUSE callbacks recognise these requests by the caller's pid
+ * (fuse_get_context()->pid: the hand is single-threaded) and accept
  * them without changing anything.  mkdir of a node that already exists
  * would fail in the VFS (EEXIST) before reaching us, and rmdir of a node that
  * is already gone would fail its lookup, so while the notifier works on
@@ -53,7 +62,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,7 +100,8 @@ struct fs_notifier {
   pthread_t thread;
   bool started;
   bool stopping;
-  pid_t tid;                    /* the notifier thread, 0 before it runs */
+  pid_t tid;                    /* the hand's pid, 0 before it runs */
+  int sock;                     /* SOCK_SEQPACKET to the hand */
 
   struct event queue[QUEUE_MAX];        /* ring */
   size_t head, count;
@@ -341,6 +354,45 @@ do_op (enum op op, const char *abs)
   return 0;
 }
 
+/* The hand: one request (op byte + absolute path) in, one reply
+ * (result, errno) out, until the socket closes. */
+static void __attribute__ ((noreturn))
+hand_main (int sock)
+{
+  char req[4097];
+  for (;;) {
+    ssize_t len = recv (sock, req, sizeof req - 1, 0);
+    if (len <= 1)
+      _exit (0);
+    req[len] = 0;
+    int reply[2];
+    reply[0] = do_op ((enum op) req[0], req + 1);
+    reply[1] = reply[0] == -1 ? errno : 0;
+    if (send (sock, reply, sizeof reply, MSG_NOSIGNAL) != sizeof reply)
+      _exit (0);
+  }
+}
+
+/* Ask the hand to perform OP on ABS; returns its result with errno set. */
+static int
+hand_op (struct fs_notifier *n, enum op op, const char *abs)
+{
+  char req[4097];
+  size_t len = strlen (abs);
+  int reply[2];
+  if (len + 2 > sizeof req) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  req[0] = (char) op;
+  memcpy (req + 1, abs, len + 1);
+  if (send (n->sock, req, len + 1, MSG_NOSIGNAL) == -1
+      || recv (n->sock, reply, sizeof reply, 0) != sizeof reply)
+    return -1;
+  errno = reply[1];
+  return reply[0];
+}
+
 static void
 perform (struct fs_notifier *n, const struct event *e)
 {
@@ -365,11 +417,11 @@ perform (struct fs_notifier *n, const struct event *e)
   n->cur.mode = mode;
   pthread_mutex_unlock (&n->lock);
 
-  r = do_op (op, abs);
+  r = hand_op (n, op, abs);
   /* Without write permission (-o default_permissions as a user) the owner
    * may still set times: IN_ATTRIB is better than nothing. */
   if (r == -1 && op == OP_WRITE && errno == EACCES)
-    r = do_op (op = OP_TOUCH, abs);
+    r = hand_op (n, op = OP_TOUCH, abs);
   if (r == -1 && n->debug)
     fprintf (stderr, "rpfs: inotify emulation: %s %s: %m\n",
              op_names[op], abs);
@@ -386,7 +438,6 @@ notifier_thread (void *arg)
   struct event e;
 
   pthread_mutex_lock (&n->lock);
-  n->tid = gettid ();
   for (;;) {
     while (!n->stopping && n->count == 0)
       pthread_cond_wait (&n->cond, &n->lock);
@@ -411,6 +462,33 @@ fs_notifier_start (struct fs_notifier *n)
 {
   sigset_t all, old;
   int err;
+
+  int sv[2];
+  if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+    return -errno;
+  pid_t ppid = getpid ();
+  pid_t pid = fork ();
+  if (pid == -1) {
+    err = errno;
+    close (sv[0]);
+    close (sv[1]);
+    return -err;
+  }
+  if (pid == 0) {
+    /* Keep nothing of the daemon's: holding its /dev/fuse fd would keep the
+     * connection alive after the daemon died. */
+    if (dup2 (sv[1], 3) == -1)
+      _exit (1);
+    close_range (4, ~0U, 0);
+    sv[1] = 3;
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid () != ppid)
+      _exit (0);
+    hand_main (sv[1]);
+  }
+  close (sv[1]);
+  n->sock = sv[0];
+  n->tid = pid;
 
   /* The thread inherits the mask: create it with every signal blocked. */
   sigfillset (&all);
@@ -443,6 +521,9 @@ fs_notifier_stop (struct fs_notifier *n)
   if (n->started) {
     pthread_join (n->thread, NULL);
     n->started = false;
+    close (n->sock);            /* the hand exits on EOF */
+    while (waitpid (n->tid, NULL, 0) == -1 && errno == EINTR)
+      ;
   }
 }
 

@@ -109,9 +109,15 @@ before=$(snapshot "$TMPROOT")
 assert_fails_with EINVAL 'dd if="$_BIG" of="$_F" bs=70000 count=1 conv=notrunc status=none'
 assert_eq "$(snapshot "$TMPROOT")" "$before" "files after an oversized write"
 
-step "a second write on the same open method file fails (EINVAL); the first counted"
+step "a write that does not continue the request is a partial write (EINVAL)"
+export _F=$RPS/rpx/ExportReferencePoint
+assert_fails_with EINVAL 'printf /tmp | dd of="$_F" bs=4 seek=1 conv=notrunc status=none'
+[[ $(cat "$RPS/rpx/HasAssociatedData") == true ]] || fail "rpx changed"
+step "a request in several writes is checked at each write: the bad part fails"
+export _F=$RPS/rpx/ExportReferencePoint
+assert_fails_with EINVAL 'printf "%s\nColour=blue\n" "$(new_dir split)" | dd of="$_F" bs=1 conv=notrunc status=none'
 export _F=$RPS/rpx/RemoveAssociatedData
-assert_fails_with EINVAL 'printf xy | dd of="$_F" bs=1 conv=notrunc status=none'
+printf xy | dd of="$_F" bs=1 conv=notrunc status=none
 wait_until 60 "rpx's associated data to go" \
   eval '[[ $(cat "$RPS/rpx/HasAssociatedData") == false ]]'
 
@@ -168,10 +174,14 @@ export _F=$BASE2
 assert_fails_with EINVAL 'dd if="$_BIG" of="$_F" bs=70000 count=1 conv=notrunc status=none'
 assert_file_eq "$BASE2" ""
 
-step "settings: 'rp10' in writes of 3 and 1 bytes: the second write fails, 'rp1' stays"
+step "settings: 'rp10' in writes of 3 and 1 bytes: the second write fails, the value before the open stays"
 assert_fails_with EINVAL 'printf rp10 | dd of="$_F" bs=3 conv=notrunc status=none'
-assert_file_eq "$BASE2" rp1
-echo >"$BASE2"
+assert_file_eq "$BASE2" ""
+step "settings: a list written line by line (bash's printf) is taken whole"
+printf 'sda\nsdb\n' >"$DISKS2"
+assert_file_eq "$DISKS2" $'sda\nsdb'
+echo >"$DISKS2"
+assert_file_eq "$DISKS2" ""
 assert_file_eq "$BASE2" ""
 
 step "writes to read-only files fail (EACCES or EPERM) and change nothing"

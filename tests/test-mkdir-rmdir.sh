@@ -29,8 +29,12 @@ assert_file_eq "$rp/VirtualSystemIdentifier" "$(cat "$MNT/vm1/VirtualSystemIdent
 [[ -n $(cat "$rp/InstanceID") ]] || fail "empty InstanceID"
 mapfile -t rct1 <"$rp/ResilientChangeTrackingIdentifiers"
 assert_eq "${#rct1[@]}" 2 "number of ResilientChangeTrackingIdentifiers lines"
-[[ -n ${rct1[0]} && -n ${rct1[1]} && ${rct1[0]} != "${rct1[1]}" ]] ||
-  fail "ResilientChangeTrackingIdentifiers should be two different ids: ${rct1[*]}"
+# One tracking bitmap per reference point, of the same name on every disk
+# (docs/reference.md): rpfs-<sequence>-<InstanceID>.
+for id in "${rct1[@]}"; do
+  [[ $id == "rpfs-00000001-$(cat "$rp/InstanceID")" ]] ||
+    fail "ResilientChangeTrackingIdentifiers line '$id' is not the bitmap of rp1"
+done
 ctime=$(cat "$rp/CreationTime")
 assert_match "$ctime" "$ISO" "CreationTime"
 ct=$(date -u -d "$ctime" +%s)
