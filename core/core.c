@@ -70,6 +70,7 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
                         errno ? ": " : "", errno ? strerror (errno) : "");
     return NULL;
   }
+  CLEANUP_FREE char *lockp = NULL, *seqp = NULL, *seq = NULL, *sysdir = NULL;
   struct rp_core *core = rp_calloc (1, sizeof *core);
   pthread_mutex_init (&core->lock, NULL);
   core->lock_fd = -1;
@@ -88,20 +89,20 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
     }
   }
   /* One rpfs per store: two would fight over the same images. */
-  CLEANUP_FREE char *lockp = rp_asprintf ("%s/state/lock", core->store);
+  lockp = rp_asprintf ("%s/state/lock", core->store);
   core->lock_fd = open (lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (core->lock_fd < 0 || flock (core->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     *err = rp_asprintf ("%s: the store is in use by another rpfs (%s)",
                         core->store, strerror (errno));
     goto fail;
   }
-  CLEANUP_FREE char *seqp = rp_asprintf ("%s/state/jobseq", core->store);
-  CLEANUP_FREE char *seq = rp_read_file (seqp, NULL);
+  seqp = rp_asprintf ("%s/state/jobseq", core->store);
+  seq = rp_read_file (seqp, NULL);
   if (seq)
     core->jobseq = strtoul (seq, NULL, 10);
 
   rp_export_cleanup (core);
-  CLEANUP_FREE char *sysdir = rp_asprintf ("%s/systems", core->store);
+  sysdir = rp_asprintf ("%s/systems", core->store);
   struct dirent **list;
   int n = scandir (sysdir, &list, conf_filter, alphasort);
   if (n < 0) {

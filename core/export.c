@@ -496,6 +496,7 @@ write_meta (struct export_work *w, char **why)
   size_t len;
   CLEANUP_FREE char *cfg = rp_read_file (src, &len);
   CLEANUP_FREE char *dst = rp_asprintf ("%s/config", w->tmp);
+  CLEANUP_FREE char *text = NULL, *rpf = NULL;
   if (!cfg || rp_write_file_atomic (dst, cfg, len, 0644) != 0)
     goto fail;
   pthread_mutex_lock (&rp->sys->core->lock);
@@ -508,9 +509,9 @@ write_meta (struct export_work *w, char **why)
   }
   for (size_t i = 0; w->disks[i]; i++)
     rp_kv_add (kv, "exported", w->disks[i]);
-  CLEANUP_FREE char *text = rp_kv_render (kv);
+  text = rp_kv_render (kv);
   rp_kv_free (kv);
-  CLEANUP_FREE char *rpf = rp_asprintf ("%s/referencepoint", w->tmp);
+  rpf = rp_asprintf ("%s/referencepoint", w->tmp);
   if (rp_write_file_atomic (rpf, text, strlen (text), 0644) != 0)
     goto fail;
   return RV_OK;
@@ -600,7 +601,8 @@ export_thread (void *opaque)
 {
   struct export_work *w = opaque;
   struct rp_job *job = w->job;
-  CLEANUP_FREE char *why = NULL;
+  CLEANUP_FREE char *why = NULL, *marker = NULL, *mtext = NULL;
+  CLEANUP_FREE char *tdisks = NULL;
   int rv = RV_OK;
   struct stat st;
 
@@ -615,16 +617,16 @@ export_thread (void *opaque)
   }
   /* A marker in the store names the assembly directory, so that a start
    * after a crash removes what this job leaves half done. */
-  CLEANUP_FREE char *marker = rp_asprintf ("%s/state/exports/%s",
-                                           w->rp->sys->core->store, job->id);
-  CLEANUP_FREE char *mtext = rp_asprintf ("%s\n%s\n", w->tmp,
+  marker = rp_asprintf ("%s/state/exports/%s", w->rp->sys->core->store,
+                        job->id);
+  mtext = rp_asprintf ("%s\n%s\n", w->tmp,
                                           w->made_dir ? w->dir : "");
   if (rp_write_file_atomic (marker, mtext, strlen (mtext), 0644) != 0) {
     why = rp_asprintf ("cannot write %s: %s", marker, strerror (errno));
     rv = RV_FAILED;
     goto done;
   }
-  CLEANUP_FREE char *tdisks = rp_asprintf ("%s/disks", w->tmp);
+  tdisks = rp_asprintf ("%s/disks", w->tmp);
   if (mkdir (w->tmp, 0700) != 0 || mkdir (tdisks, 0755) != 0) {
     why = rp_asprintf ("cannot create %s: %s", w->tmp, strerror (errno));
     rv = RV_FAILED;

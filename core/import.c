@@ -68,7 +68,7 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   int rv = RV_INVALID_PARAMETER;
   struct rp_kv *kv = NULL;
   struct rp_refpoint *rp = NULL;
-  CLEANUP_FREE char *cfg = NULL, *rec = NULL;
+  CLEANUP_FREE char *cfg = NULL, *rec = NULL, *cfgpath = NULL;
   size_t cfglen = 0, reclen = 0;
   if (a->npos != 2 || a->nkv) {
     *why = rp_strdup ("expected two lines: the export's config file, then "
@@ -167,7 +167,7 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   free (disks);
   rp->dir = rp_asprintf ("%s/rp/%s", sys->statedir, name);
   rp->job_id = rp_strdup (job->id);
-  CLEANUP_FREE char *cfgpath = rp_asprintf ("%s/config", rp->dir);
+  cfgpath = rp_asprintf ("%s/config", rp->dir);
   if (rp_mkdir_p (rp->dir, 0755) != 0
       || rp_write_file_atomic (cfgpath, cfg, cfglen, 0644) != 0
       || rp_refpoint_save (rp) != 0) {

@@ -76,6 +76,7 @@ rp_qsd_start (struct rp_system *sys, char **err)
 {
   int sv[2] = { -1, -1 };
   int lfd = -1;
+  CLEANUP_FREE char *chardev = NULL, *nbd = NULL;
 
   if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     *err = rp_asprintf ("socketpair: %s", strerror (errno));
@@ -87,8 +88,8 @@ rp_qsd_start (struct rp_system *sys, char **err)
                         strerror (errno));
     goto fail;
   }
-  CLEANUP_FREE char *chardev = rp_asprintf ("socket,id=qmp,fd=%d", sv[1]);
-  CLEANUP_FREE char *nbd = rp_asprintf ("addr.type=fd,addr.str=%d", lfd);
+  chardev = rp_asprintf ("socket,id=qmp,fd=%d", sv[1]);
+  nbd = rp_asprintf ("addr.type=fd,addr.str=%d", lfd);
   char *argv[] = { "qemu-storage-daemon", "--chardev", chardev,
                    "--monitor", "chardev=qmp", "--nbd-server", nbd, NULL };
   int keep[] = { sv[1], lfd };

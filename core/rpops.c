@@ -91,6 +91,7 @@ int
 rp_create (struct rp_system *sys, const char *name, int type, int level,
            struct rp_job *job, struct rp_refpoint **out, char **why)
 {
+  CLEANUP_FREE char *cfg = NULL;
   *out = NULL;
   if (!rp_name_valid (name)) {
     *why = rp_asprintf ("'%s' is not a valid reference point name (1 to 64 "
@@ -170,7 +171,7 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   }
   rp->has_data = type == 1;
 
-  CLEANUP_FREE char *cfg = rp_asprintf ("%s/config", rp->dir);
+  cfg = rp_asprintf ("%s/config", rp->dir);
   if (rp_write_file_atomic (cfg, sys->conf->text, strlen (sys->conf->text),
                             0644) != 0
       || rp_refpoint_save (rp) != 0) {
