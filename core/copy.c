@@ -263,7 +263,7 @@ start_target (const char *dst_path, const char *sock, const char *log,
   json_decref (spec);
   CLEANUP_FREE char *img = rp_asprintf ("json:%s", js);
   free (js);
-  CLEANUP_FREE char *shared = rp_asprintf ("--shared=%d", WORKERS);
+  CLEANUP_FREE char *shared = rp_asprintf ("--shared=%d", WORKERS + 1);
   char *argv[] = { "qemu-nbd", shared, "--discard=unmap",
                    "--cache=writeback", img, NULL };
   int lfd = rp_unix_listen (sock);
@@ -329,6 +329,14 @@ rp_copy_disk (const char *src_sock, const char *src_export,
     r = EIO;
     goto out;
   }
+  /* qemu-nbd exits when its last client leaves: hold one connection for
+   * the whole copy, so a worker that finishes early cannot end it before a
+   * slower one has connected. */
+  struct nbd_handle *keeper = connect_to (sock, NULL, NULL, err);
+  if (!keeper) {
+    r = EIO;
+    goto out;
+  }
   pthread_t t[WORKERS];
   int nt = 0;
   for (; nt < WORKERS; nt++)
@@ -338,6 +346,8 @@ rp_copy_disk (const char *src_sock, const char *src_export,
     worker (&c);
   for (int i = 0; i < nt; i++)
     pthread_join (t[i], NULL);
+  nbd_shutdown (keeper, 0);
+  nbd_close (keeper);
   if (c.err) {
     r = c.err;
     *err = c.msg;
