@@ -43,6 +43,10 @@ struct export_work {
 static bool
 caller_may_write (const char *path, const struct rp_caller *who)
 {
+  /* Not root: rpfs cannot take another identity, and only its own user
+   * reaches the mount (without allow_other); the kernel answers for it. */
+  if (geteuid () != 0)
+    return who->uid == geteuid () && access (path, W_OK | X_OK) == 0;
   gid_t groups[256];
   int ngroups = 256;
   struct passwd pw, *pwp = NULL;
@@ -166,6 +170,14 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
   struct rp_refpoint *base = NULL;
   rv = rp_refpoint_check_base (rp, base_arg ? base_arg : rp->base_setting,
                                &base, why);
+  /* Only checking a request that may still be arriving line by line: a
+   * later BaseReferencePoint= line may override a setting gone stale. */
+  if (rv != RV_OK && !job && !base_arg) {
+    free (*why);
+    *why = NULL;
+    rv = RV_OK;
+    base = NULL;
+  }
   for (size_t i = 0; !disks_arg && rp->disks_setting && rp->disks_setting[i];
        i++)
     disks = rp_strv_push (disks, rp->disks_setting[i]);
@@ -201,7 +213,11 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
       rv = RV_INVALID_STATE;
     }
   }
-  if (rv == RV_OK && (rp->exporting || rp->destroyed)) {
+  if (rv == RV_OK && rp->destroyed) {
+    *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
+    rv = RV_INVALID_STATE;
+  }
+  if (rv == RV_OK && rp->exporting) {
     *why = rp_asprintf ("an export of reference point '%s' is already "
                         "running", rp->name);
     rv = RV_IN_USE;
@@ -462,7 +478,7 @@ export_disk (struct export_work *w, const char *disk, char **why)
       errs[strcspn (errs, "\n")] = 0;
     *why = rp_asprintf ("cannot create %s: %s", name,
                         errs && *errs ? errs : "qemu-img failed");
-    rv = strstr (errs ?: "", "No space") ? RV_FAILED : RV_FAILED;
+    rv = RV_FAILED;
   }
   else {
     CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
@@ -548,18 +564,26 @@ write_sums (struct export_work *w, char **why)
   return RV_OK;
 }
 
+/* The export belongs to the caller, like a file the caller wrote. */
 static void
-chown_tree (const char *path, uid_t uid, gid_t gid)
+chown_tree (struct export_work *w)
 {
-  CLEANUP_FREE char *disks = rp_asprintf ("%s/disks", path);
-  const char *files[] = { "config", "referencepoint", "SHA256SUMS", NULL };
-  if (lchown (path, uid, gid) != 0 || lchown (disks, uid, gid) != 0)
-    return;
-  for (size_t i = 0; files[i]; i++) {
-    CLEANUP_FREE char *f = rp_asprintf ("%s/%s", path, files[i]);
-    if (lchown (f, uid, gid) != 0)
-      return;
+  char **paths = NULL;
+  paths = rp_strv_push (paths, "");
+  paths = rp_strv_push (paths, "/disks");
+  paths = rp_strv_push (paths, "/config");
+  paths = rp_strv_push (paths, "/referencepoint");
+  paths = rp_strv_push (paths, "/SHA256SUMS");
+  for (size_t i = 0; w->disks[i]; i++) {
+    CLEANUP_FREE char *d = rp_asprintf ("/disks/%s.qcow2", w->disks[i]);
+    paths = rp_strv_push (paths, d);
   }
+  for (size_t i = 0; paths[i]; i++) {
+    CLEANUP_FREE char *f = rp_asprintf ("%s%s", w->tmp, paths[i]);
+    if (lchown (f, w->uid, w->gid) != 0)
+      fprintf (stderr, "rpfs: chown %s: %s\n", f, strerror (errno));
+  }
+  rp_strv_free (paths);
 }
 
 /* At start: remove the assembly directories of exports a crash cut short.
@@ -650,7 +674,7 @@ export_thread (void *opaque)
       close (fd);
     }
     chmod (w->tmp, 0755);
-    chown_tree (w->tmp, w->uid, w->gid);
+    chown_tree (w);
     if (renameat2 (AT_FDCWD, w->tmp, AT_FDCWD, w->final,
                    RENAME_NOREPLACE) != 0) {
       why = rp_asprintf ("cannot rename the finished export to %s: %s",

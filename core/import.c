@@ -18,6 +18,8 @@
 static bool
 caller_may_read (const char *path, const struct rp_caller *who)
 {
+  if (geteuid () != 0)
+    return who->uid == geteuid () && access (path, R_OK) == 0;
   pid_t pid = fork ();
   if (pid < 0)
     return false;

@@ -1,6 +1,6 @@
 /* rpfs core internals: the object model shared by the orchestration modules
  * (core.c, system.c, qsd.c, bitmaps.c, refpoint.c, job.c, export.c, copy.c,
- * diskio.c, props.c).
+ * diskio.c, import.c, calls.c).
  *
  * Thread model: one mutex, core->lock, guards the object graph (the systems'
  * reference point lists, every reference point's and job's fields, the job
@@ -28,7 +28,6 @@
 #include "util.h"
 
 #define RP_BITMAP_PREFIX "rpfs-"
-#define RP_GUARD_BITMAP "rpfs-guard"
 
 struct rp_result {              /* a caller's last result of one method */
   struct rp_result *next;

@@ -151,12 +151,12 @@ rp_system_check_images (struct rp_system *sys, char **err)
     int r = 0;
     if (!fmt || strcmp (fmt, "qcow2") != 0) {
       *err = rp_asprintf (
-        "%s:%d: disk %s: %s is a %s image; change tracking needs qcow2 "
-        "(convert it with qemu-img convert -O qcow2, or keep the data raw "
-        "behind a qcow2 metadata image: qemu-img create -f qcow2 -o "
-        "data_file=%s,data_file_raw=on META.qcow2 SIZE)",
-        sys->conf_path, d->line, d->id, d->path, fmt ? fmt : "unknown",
-        d->path);
+        "%s:%d: disk %s: %s is a %s image; change tracking needs qcow2: "
+        "convert it (qemu-img convert -O qcow2), or keep the data raw "
+        "behind a qcow2 metadata image with data_file (see 'Raw images' "
+        "in docs/configuration.md: a plain qemu-img create -o data_file= "
+        "of an existing raw file would zero it)",
+        sys->conf_path, d->line, d->id, d->path, fmt ? fmt : "unknown");
       r = -1;
     }
     else if (compat && strcmp (compat, "0.10") == 0) {

@@ -284,11 +284,11 @@ rp_refpoint_check_tracking (struct rp_system *sys)
     rp_refpoint_put (rps[k]);
   free (rps);
 
-  /* Inconsistent bitmaps of ours and the guard are of no further use. */
+  /* Inconsistent bitmaps of ours are of no further use. */
   for (size_t i = 0; i < sys->ndisks; i++)
     for (size_t j = 0; j < bm[i].n; j++) {
       const struct rp_bitmap *b = &bm[i].v[j];
-      if ((b->seq && b->inconsistent) || !strcmp (b->name, RP_GUARD_BITMAP)) {
+      if (b->seq && b->inconsistent) {
         qmp_simple (sys, "block-dirty-bitmap-remove",
                     json_pack ("{s:s, s:s}", "node", sys->disks[i].node,
                                "name", b->name), &e);

@@ -74,6 +74,9 @@ read -r RV JOB DESC <<<"$(as_user cat "$_F")"
 assert_eq "$RV" 4096 "ReturnValue of the export as uid 65534 ($DESC)"
 wait_job_done "$MNT/jobs/$JOB"
 assert_job_completed "$JOB"
+step "... and every file of that export belongs to uid 65534"
+others=$(find "$OPEN/vm1" ! -uid 65534)
+[[ -z $others ]] || fail "files of the export not owned by the caller: $others"
 
 step "BaseReferencePoint: unknown, newer, itself, of another system (EINVAL)"
 refused EINVAL 32773 "$RP2" "$E"$'\nBaseReferencePoint=nosuch\n'

@@ -67,6 +67,26 @@ disk sdb = $IMAGES/does-not-exist.qcow2
 EOF
 start_fails "$STORE" "vm1.conf:3"
 
+step "raw image (no persistent tracking): vm1.conf:2 and the way out"
+new_store
+good_conf vm1
+qemu-img create -q -f raw "$IMAGES/vm1-raw.img" 16M
+cat >"$STORE/systems/vm1.conf" <<EOF
+# line 1
+disk sda = $IMAGES/vm1-raw.img
+EOF
+start_fails "$STORE" "vm1.conf:2" "raw" "data_file"
+
+step "qcow2 version 2 (compat 0.10): vm1.conf:2"
+new_store
+good_conf vm1
+qemu-img create -q -f qcow2 -o compat=0.10 "$IMAGES/vm1-v2.qcow2" 16M
+cat >"$STORE/systems/vm1.conf" <<EOF
+# line 1
+disk sda = $IMAGES/vm1-v2.qcow2
+EOF
+start_fails "$STORE" "vm1.conf:2" "compat"
+
 step "malformed VirtualSystemIdentifier: vm1.conf:1"
 new_store
 good_conf vm1
