@@ -28,6 +28,7 @@
 #include "util.h"
 
 #define RP_BITMAP_PREFIX "rpfs-"
+#define RP_GUARD_BITMAP "rpfs-guard"
 
 struct rp_result {              /* a caller's last result of one method */
   struct rp_result *next;
@@ -81,6 +82,7 @@ struct rp_refpoint {
   char *dir;                    /* STORE/state/NAME/rp/RPNAME */
 
   bool has_data;                /* fleecing attached in QEMU now */
+  unsigned layers;              /* scratch layers per disk (tracking.c) */
   char *broken;                 /* why tracking cannot serve as a base */
   bool destroyed;
   int busy;                     /* running jobs and open disk files */

@@ -135,11 +135,36 @@ rp_qsd_start (struct rp_system *sys, char **err)
   return -1;
 }
 
+/* The guard bitmap proves at the next start that nothing wrote the disks
+ * while rpfs was away, so the fleecing data kept in the scratch images is
+ * still the point-in-time content (rp_refpoint_check_tracking). */
+static void
+add_guards (struct rp_system *sys)
+{
+  for (unsigned i = 0; i < sys->ndisks; i++) {
+    char *e = NULL;
+    rp_qmp_cmd (sys->qmp, "block-dirty-bitmap-remove",
+                json_pack ("{s:s, s:s}", "node", sys->disks[i].node,
+                           "name", RP_GUARD_BITMAP), NULL, &e);
+    free (e);
+    e = NULL;
+    if (rp_qmp_cmd (sys->qmp, "block-dirty-bitmap-add",
+                    json_pack ("{s:s, s:s, s:b}", "node", sys->disks[i].node,
+                               "name", RP_GUARD_BITMAP, "persistent", 1),
+                    NULL, &e) != 0)
+      fprintf (stderr, "rpfs: %s: disk %s: cannot add the guard bitmap (%s); "
+               "point-in-time data will not survive this stop\n", sys->name,
+               sys->disks[i].id, e);
+    free (e);
+  }
+}
+
 void
 rp_qsd_stop (struct rp_system *sys)
 {
   if (sys->qmp && rp_qmp_alive (sys->qmp)) {
     char *e = NULL;
+    add_guards (sys);
     /* "quit" closes every image, which writes persistent bitmaps. */
     rp_qmp_cmd (sys->qmp, "quit", NULL, NULL, &e);
     free (e);

@@ -64,6 +64,11 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
   if (!local)
     return kv;
   rp_kv_add (kv, "HasAssociatedData", rp->has_data ? "true" : "false");
+  if (rp->has_data) {
+    char n[16];
+    snprintf (n, sizeof n, "%u", rp->layers);
+    rp_kv_add (kv, "FleeceLayers", n);
+  }
   if (rp->broken)
     rp_kv_add (kv, "Broken", rp->broken);
   if (rp->base_setting && *rp->base_setting)
@@ -148,6 +153,9 @@ load_one (struct rp_system *sys, const char *name, char **err)
   rp->type = atoi (rp_kv_get (kv, "ReferencePointType") ?: "2");
   rp->consistency = atoi (rp_kv_get (kv, "ConsistencyLevel") ?: "2");
   rp->has_data = strcmp (rp_kv_get (kv, "HasAssociatedData") ?: "", "true") == 0;
+  rp->layers = (unsigned) atoi (rp_kv_get (kv, "FleeceLayers") ?: "1");
+  if (rp->layers == 0 || rp->layers > 1000)
+    rp->has_data = false;
   if ((v = rp_kv_get (kv, "Broken")))
     rp->broken = rp_strdup (v);
   if ((v = rp_kv_get (kv, "BaseReferencePoint")))

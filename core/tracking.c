@@ -15,19 +15,44 @@
 #include "internal.h"
 #include "proc.h"
 
+/* A reference point's point-in-time data on disk i is a chain of scratch
+ * layers: layer 0 (read through, exported) backed by layer 1 ... backed by
+ * the newest layer, backed by the disk.  The backup job copies into the
+ * newest layer only.  A creation makes one layer; every re-attach after a
+ * clean restart adds a new, empty newest layer, so that the new job never
+ * writes over clusters an older layer already preserved. */
 static char *
-scratch_path (struct rp_refpoint *rp, const char *disk)
+layer_path (struct rp_refpoint *rp, const char *disk, unsigned l)
 {
-  return rp_asprintf ("%s/%s.fleece.qcow2", rp->dir, disk);
+  return l == 0 ? rp_asprintf ("%s/%s.fleece.qcow2", rp->dir, disk)
+                : rp_asprintf ("%s/%s.fleece.%u.qcow2", rp->dir, disk, l);
+}
+
+static void
+layer_node (struct rp_refpoint *rp, unsigned i, unsigned l, char node[32])
+{
+  if (l == 0)
+    snprintf (node, 32, "f%u_%u", rp->seq, i);
+  else
+    snprintf (node, 32, "f%u_%u_%u", rp->seq, i, l);
 }
 
 static void
 fleece_names (struct rp_refpoint *rp, unsigned i, char node[32],
               char job[32], char exp[32])
 {
-  snprintf (node, 32, "f%u_%u", rp->seq, i);
+  layer_node (rp, i, 0, node);
   snprintf (job, 32, "fj%u_%u", rp->seq, i);
   rp_export_name_rp (exp, 32, rp->seq, i);
+}
+
+static void
+delete_layers (struct rp_refpoint *rp, const char *disk)
+{
+  for (unsigned l = 0; l < rp->layers + 1; l++) {
+    CLEANUP_FREE char *p = layer_path (rp, disk, l);
+    unlink (p);
+  }
 }
 
 static int
@@ -81,22 +106,24 @@ fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
                       &e) == 0)
         wait_job_gone (sys, job);
       free (e); e = NULL;
-      /* The export goes away asynchronously too; retry blockdev-del. */
-      for (int t = 0; t < 200; t++) {
-        if (qmp_simple (sys, "blockdev-del",
-                        json_pack ("{s:s}", "node-name", node), &e) == 0
-            || (e && strstr (e, "Failed to find node")))
-          break;
+      /* The export goes away asynchronously too; retry blockdev-del.
+       * Top layer first: a node still backing another cannot go. */
+      for (unsigned l = 0; l < rp->layers; l++) {
+        layer_node (rp, (unsigned) di, l, node);
+        for (int t = 0; t < 200; t++) {
+          if (qmp_simple (sys, "blockdev-del",
+                          json_pack ("{s:s}", "node-name", node), &e) == 0
+              || (e && strstr (e, "Failed to find node")))
+            break;
+          free (e); e = NULL;
+          struct timespec ts = { 0, 5000000 };
+          nanosleep (&ts, NULL);
+        }
         free (e); e = NULL;
-        struct timespec ts = { 0, 5000000 };
-        nanosleep (&ts, NULL);
       }
-      free (e);
     }
-    if (delete_files) {
-      CLEANUP_FREE char *p = scratch_path (rp, rp->disk_ids[i]);
-      unlink (p);
-    }
+    if (delete_files)
+      delete_layers (rp, rp->disk_ids[i]);
   }
 }
 
@@ -110,14 +137,17 @@ rp_fleece_detach (struct rp_refpoint *rp)
   pthread_mutex_unlock (&rp->sys->core->lock);
 }
 
-/* Create (if CREATE) the scratch images and add the scratch nodes, backed by
- * the disks.  The backup jobs that fill them are added by the caller, in its
+/* Add the scratch layers of every disk to QEMU: on creation (CREATE) one
+ * new layer, on a re-attach the existing layers under a new, empty newest
+ * one.  The backup jobs that fill the newest are added by the caller, in its
  * transaction (rp_fleece_actions).  On failure everything is undone. */
 int
 rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err)
 {
   struct rp_system *sys = rp->sys;
   size_t n = rp_strv_len (rp->disk_ids);
+  rp->layers = create ? 1 : rp->layers + 1;
+  unsigned newest = rp->layers - 1;
   for (size_t i = 0; i < n; i++) {
     int di = rp_disk_index (sys, rp->disk_ids[i]);
     if (di < 0) {
@@ -126,36 +156,43 @@ rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err)
       fleece_teardown (rp, i, create);
       return -1;
     }
-    CLEANUP_FREE char *path = scratch_path (rp, rp->disk_ids[i]);
-    if (create) {
-      CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
-      CLEANUP_FREE char *out = NULL;
-      char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path, size,
-                       NULL };
-      if (rp_proc_run (argv, NULL, NULL, &out) != 0) {
-        *err = rp_asprintf ("cannot create the fleecing image %s: %s", path,
-                            out ? out : "qemu-img failed");
-        fleece_teardown (rp, i, true);
+    for (unsigned l = newest + 1; l-- > 0;) {
+      CLEANUP_FREE char *path = layer_path (rp, rp->disk_ids[i], l);
+      if (l == newest) {
+        CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64,
+                                               sys->disks[di].size);
+        CLEANUP_FREE char *out = NULL;
+        char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path,
+                         size, NULL };
+        if (rp_proc_run (argv, NULL, NULL, &out) != 0) {
+          *err = rp_asprintf ("cannot create the fleecing image %s: %s",
+                              path, out ? out : "qemu-img failed");
+          fleece_teardown (rp, i + 1, create);
+          return -1;
+        }
+      }
+      else if (access (path, R_OK | W_OK) != 0) {
+        *err = rp_asprintf ("fleecing image %s: %s", path, strerror (errno));
+        fleece_teardown (rp, i + 1, create);
         return -1;
       }
-    }
-    else if (access (path, R_OK | W_OK) != 0) {
-      *err = rp_asprintf ("fleecing image %s: %s", path, strerror (errno));
-      fleece_teardown (rp, i, false);
-      return -1;
-    }
-    char node[32], job[32], exp[32];
-    fleece_names (rp, (unsigned) di, node, job, exp);
-    char *e = NULL;
-    json_t *args = json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}}",
-                              "driver", "qcow2", "node-name", node,
-                              "backing", sys->disks[di].node,
-                              "file", "driver", "file", "filename", path);
-    if (qmp_simple (sys, "blockdev-add", args, &e) != 0) {
-      *err = rp_asprintf ("cannot open fleecing image %s: %s", path, e);
-      free (e);
-      fleece_teardown (rp, i + 1, create);
-      return -1;
+      char node[32], below[32];
+      layer_node (rp, (unsigned) di, l, node);
+      if (l == newest)
+        snprintf (below, sizeof below, "%s", sys->disks[di].node);
+      else
+        layer_node (rp, (unsigned) di, l + 1, below);
+      char *e = NULL;
+      json_t *args = json_pack ("{s:s, s:s, s:s, s:{s:s, s:s}}",
+                                "driver", "qcow2", "node-name", node,
+                                "backing", below,
+                                "file", "driver", "file", "filename", path);
+      if (qmp_simple (sys, "blockdev-add", args, &e) != 0) {
+        *err = rp_asprintf ("cannot open fleecing image %s: %s", path, e);
+        free (e);
+        fleece_teardown (rp, i + 1, create);
+        return -1;
+      }
     }
   }
   return 0;
@@ -170,6 +207,7 @@ rp_fleece_actions (struct rp_refpoint *rp, json_t *actions)
     int di = rp_disk_index (rp->sys, rp->disk_ids[i]);
     char node[32], job[32], exp[32];
     fleece_names (rp, (unsigned) di, node, job, exp);
+    layer_node (rp, (unsigned) di, rp->layers - 1, node);
     json_array_append_new (actions, rp_qmp_action (
       "blockdev-backup",
       json_pack ("{s:s, s:s, s:s, s:s}", "device", rp->sys->disks[di].node,
@@ -212,16 +250,35 @@ rp_fleece_abort (struct rp_refpoint *rp)
  * use) means the changes since that reference point are unknown: the
  * reference point stays listed but is refused as a base, with the reason.
  * Inconsistent bitmaps are then removed (QEMU allows nothing else on them).
- * Fleecing data does not survive a stop of QEMU: a new backup job would copy
- * again, over the point-in-time data already in the scratch image, every
- * cluster written after the restart.  So log based reference points lose
- * their associated data (HasAssociatedData false) but keep their tracking. */
+ * Fleecing data survives a clean stop when nothing wrote the disks while
+ * rpfs was away: the guard bitmap, added to every disk just before QEMU is
+ * stopped, must come back present, consistent and empty.  The scratch
+ * layers are then re-attached under a new newest layer (see layer_path).
+ * Otherwise (a crash, or a writer in between) the data is dropped and the
+ * reference point stays usable as a base if its tracking is intact. */
+static int
+reattach (struct rp_refpoint *rp, char **err)
+{
+  if (rp_fleece_nodes (rp, false, err) != 0)
+    return -1;
+  json_t *actions = json_array ();
+  rp_fleece_actions (rp, actions);
+  char *e = NULL;
+  if (rp_qmp_transaction (rp->sys->qmp, actions, &e) != 0) {
+    *err = rp_asprintf ("cannot restart fleecing: %s", e);
+    free (e);
+    return -1;
+  }
+  return rp_fleece_exports (rp, err);
+}
+
 int
 rp_refpoint_check_tracking (struct rp_system *sys)
 {
   struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
   char *e = NULL;
   int r = 0;
+  bool guard_ok = true;
 
   for (size_t i = 0; i < sys->ndisks; i++) {
     if (rp_bitmaps_query (sys->qmp, sys->disks[i].node, &bm[i], &e) != 0) {
@@ -230,6 +287,9 @@ rp_refpoint_check_tracking (struct rp_system *sys)
       r = -1;
       goto out;
     }
+    const struct rp_bitmap *g = rp_bitmaps_find (&bm[i], RP_GUARD_BITMAP);
+    if (!g || g->inconsistent || g->count != 0)
+      guard_ok = false;
   }
 
   pthread_mutex_lock (&sys->core->lock);
@@ -266,29 +326,34 @@ rp_refpoint_check_tracking (struct rp_system *sys)
     }
     pthread_mutex_lock (&sys->core->lock);
     bool had = rp->has_data;
-    rp->has_data = false;
-    if (had)
-      rp_refpoint_save (rp);
     pthread_mutex_unlock (&sys->core->lock);
-    if (had) {
-      fprintf (stderr, "rpfs: %s/%s: point-in-time data is not kept across "
-               "a restart of QEMU; the reference point stays usable as a "
-               "base\n", sys->name, rp->name);
-      for (size_t j = 0; rp->disk_ids[j]; j++) {
-        CLEANUP_FREE char *s = scratch_path (rp, rp->disk_ids[j]);
-        unlink (s);
-      }
+    if (!had)
+      continue;
+    CLEANUP_FREE char *why = NULL;
+    bool ok = guard_ok && reattach (rp, &why) == 0;
+    if (!ok) {
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
+               sys->name, rp->name,
+               why ? why : "QEMU did not stop cleanly, or something wrote "
+               "the disks while rpfs was not running");
+      fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
     }
+    pthread_mutex_lock (&sys->core->lock);
+    rp->has_data = ok;
+    if (!ok)
+      rp->layers = 0;
+    rp_refpoint_save (rp);
+    pthread_mutex_unlock (&sys->core->lock);
   }
   for (size_t k = 0; k < nrps; k++)
     rp_refpoint_put (rps[k]);
   free (rps);
 
-  /* Inconsistent bitmaps of ours are of no further use. */
+  /* Inconsistent bitmaps of ours, and the guard, are of no further use. */
   for (size_t i = 0; i < sys->ndisks; i++)
     for (size_t j = 0; j < bm[i].n; j++) {
       const struct rp_bitmap *b = &bm[i].v[j];
-      if (b->seq && b->inconsistent) {
+      if ((b->seq && b->inconsistent) || !strcmp (b->name, RP_GUARD_BITMAP)) {
         qmp_simple (sys, "block-dirty-bitmap-remove",
                     json_pack ("{s:s, s:s}", "node", sys->disks[i].node,
                                "name", b->name), &e);
