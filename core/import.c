@@ -107,14 +107,12 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
     free (disks);
     goto out;
   }
-  char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) != 0) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    free (e);
+  if ((rv = rp_qsd_require (sys, why)) != RV_OK) {
     free (disks);
-    rv = RV_NOT_AVAILABLE;
     goto out;
   }
+  rv = RV_INVALID_PARAMETER;    /* for the refusals below */
+  char *e = NULL;
   for (size_t i = 0; disks && disks[i]; i++) {
     int di = rp_disk_index (sys, disks[i]);
     struct rp_bitmaps bm;

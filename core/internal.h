@@ -164,6 +164,7 @@ void rp_qsd_stop (struct rp_system *sys);
 /* Restart QEMU if it died.  0, or -1 with *err. */
 int rp_qsd_ensure (struct rp_system *sys, char **err);
 bool rp_qsd_alive (struct rp_system *sys);
+int rp_qsd_require (struct rp_system *sys, char **why);
 /* NBD export names */
 void rp_export_name_cur (char *buf, size_t n, unsigned disk);
 void rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk);

@@ -199,3 +199,15 @@ rp_qsd_ensure (struct rp_system *sys, char **err)
   }
   return rp_qsd_start (sys, err);
 }
+
+/* rp_qsd_ensure for a method: RV_OK, or RV_NOT_AVAILABLE with *WHY. */
+int
+rp_qsd_require (struct rp_system *sys, char **why)
+{
+  char *e = NULL;
+  if (rp_qsd_ensure (sys, &e) == 0)
+    return RV_OK;
+  *why = rp_asprintf ("QEMU is not available: %s", e);
+  free (e);
+  return RV_NOT_AVAILABLE;
+}

@@ -106,12 +106,10 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
     *why = rp_asprintf ("reference point '%s' already exists", name);
     return RV_INVALID_PARAMETER;
   }
+  int qrv = rp_qsd_require (sys, why);
+  if (qrv != RV_OK)
+    return qrv;
   char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) != 0) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    free (e);
-    return RV_NOT_AVAILABLE;
-  }
   struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
   if (query_all (sys, bm, why) != 0) {
     free_all (sys, bm);
@@ -239,12 +237,10 @@ rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
                         "open disk file)", rp->name);
     return RV_IN_USE;
   }
+  int qrv = rp_qsd_require (sys, why);
+  if (qrv != RV_OK)
+    return qrv;
   char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) != 0) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    free (e);
-    return RV_NOT_AVAILABLE;
-  }
   if (rp_refpoint_has_data (rp))
     rp_fleece_detach (rp);
 
@@ -324,12 +320,9 @@ rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
                         "open disk file)", rp->name);
     return RV_IN_USE;
   }
-  char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) != 0) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    free (e);
-    return RV_NOT_AVAILABLE;
-  }
+  int qrv = rp_qsd_require (sys, why);
+  if (qrv != RV_OK)
+    return qrv;
   rp_fleece_detach (rp);
   return RV_OK;
 }
