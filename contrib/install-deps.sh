@@ -14,6 +14,7 @@ PACKAGES=(
   check libsubunit-dev
   libnbd-dev libnbd-bin
   libjansson-dev
+  libssl-dev
   qemu-utils qemu-system-common
   inotify-tools attr util-linux coreutils
 )

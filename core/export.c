@@ -537,31 +537,44 @@ write_meta (struct export_work *w, char **why)
   return RV_FAILED;
 }
 
+/* SHA256SUMS in sha256sum's own format ("HASH  NAME"), so that
+ * `sha256sum -c SHA256SUMS` checks every other file of the export. */
 static int
 write_sums (struct export_work *w, char **why)
 {
-  size_t n = rp_strv_len (w->disks);
-  char **argv = rp_calloc (n + 5, sizeof *argv);
-  argv[0] = "sha256sum";
-  argv[1] = "config";
-  argv[2] = "referencepoint";
-  for (size_t i = 0; i < n; i++)
-    argv[3 + i] = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
-  CLEANUP_FREE char *out = NULL, *errs = NULL;
-  int r = rp_proc_run (argv, w->tmp, &out, &errs);
-  for (size_t i = 0; i < n; i++)
-    free (argv[3 + i]);
-  free (argv);
+  char **names = NULL;
+  names = rp_strv_push (names, "config");
+  names = rp_strv_push (names, "referencepoint");
+  for (size_t i = 0; w->disks[i]; i++) {
+    CLEANUP_FREE char *d = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
+    names = rp_strv_push (names, d);
+  }
+  char *sums = rp_strdup ("");
+  int rv = RV_OK;
+  for (size_t i = 0; names[i] && rv == RV_OK; i++) {
+    CLEANUP_FREE char *path = rp_asprintf ("%s/%s", w->tmp, names[i]);
+    char hex[65];
+    char *e = NULL;
+    if (rp_sha256_file (path, hex, &e) != 0) {
+      *why = rp_asprintf ("SHA-256 of %s: %s", names[i], e);
+      free (e);
+      rv = RV_FAILED;
+      break;
+    }
+    char *n = rp_asprintf ("%s%s  %s\n", sums, hex, names[i]);
+    free (sums);
+    sums = n;
+    if (atomic_load (&w->job->cancel))
+      rv = -1;
+  }
   CLEANUP_FREE char *path = rp_asprintf ("%s/SHA256SUMS", w->tmp);
-  if (r != 0 || !out) {
-    *why = rp_asprintf ("sha256sum failed: %s", errs ? errs : "");
-    return RV_FAILED;
-  }
-  if (rp_write_file_atomic (path, out, strlen (out), 0644) != 0) {
+  if (rv == RV_OK && rp_write_file_atomic (path, sums, strlen (sums), 0644)) {
     *why = rp_asprintf ("%s while writing SHA256SUMS", strerror (errno));
-    return RV_FAILED;
+    rv = RV_FAILED;
   }
-  return RV_OK;
+  free (sums);
+  rp_strv_free (names);
+  return rv;
 }
 
 /* The export belongs to the caller, like a file the caller wrote. */

@@ -229,6 +229,9 @@ int rp_import (struct rp_system *sys, const char *buf, size_t len,
                struct rp_refpoint **out, char **why);
 int rp_system_check_images (struct rp_system *sys, char **err);
 
+/* digest.c: lower-case hex SHA-256 of a file; 0, or -1 with *err. */
+int rp_sha256_file (const char *path, char hex[65], char **err);
+
 /* export.c */
 void rp_export_cleanup (struct rp_core *core);
 /* JOB NULL: run every check, start nothing (RV_OK if it would start). */

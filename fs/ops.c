@@ -387,7 +387,9 @@ fs_init (struct fuse_conn_info *conn, struct fuse_config *cfg)
   cfg->negative_timeout = 0;
   cfg->use_ino = 0;
   cfg->nullpath_ok = 0;
-  cfg->direct_io = 1;
+  /* direct_io is chosen per open file (fs_open): control files and current
+   * disks bypass the page cache, point-in-time disks use it. */
+  cfg->direct_io = 0;
   cfg->kernel_cache = 0;
   cfg->auto_cache = 0;
   /* The notifier's unlink must reach us even if the file is open, not be

@@ -171,7 +171,10 @@ fs_open (const char *path, struct fuse_file_info *fi)
 
  ok:
   fi->fh = (uintptr_t) h;
-  fi->direct_io = 1;
+  /* A point-in-time disk never changes while open: the page cache and the
+   * kernel's readahead (several reads in flight) serve it far faster than
+   * one synchronous NBD read per read(2).  Everything else is direct. */
+  fi->direct_io = !(h->kind == H_DISK && h->rp != NULL);
   fi->keep_cache = 0;
   return 0;
 
