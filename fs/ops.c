@@ -391,6 +391,10 @@ fs_init (struct fuse_conn_info *conn, struct fuse_config *cfg)
    * disks bypass the page cache, point-in-time disks use it. */
   cfg->direct_io = 0;
   cfg->kernel_cache = 0;
+  /* Cached reads must not revalidate attributes (a getattr of a disk asks
+   * QEMU for the allocation of the whole disk): the only cached files are
+   * point-in-time disks, which never change. */
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   cfg->auto_cache = 0;
   /* The notifier's unlink must reach us even if the file is open, not be
    * turned into a rename to .fuse_hidden*. */
