@@ -1,7 +1,9 @@
 /* Disk contents for the mount: disks/<id> (the current disk, over the
  * writable NBD export cur.<i>) and referencepoints/<rp>/disks/<id> (the
  * point-in-time disk, over rp.<seq>.<i>).  Each open file has its own NBD
- * connection; libnbd serialises concurrent requests on it. */
+ * connections: one for a current disk (writable exports do not advertise
+ * multi-conn), POOL for a point-in-time disk, so that the kernel's parallel
+ * readahead requests are not serialised by one handle's synchronous calls. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,13 +17,33 @@
 #include "extent.h"
 
 #define STATUS_CHUNK (1ull << 30)
+#define POOL 4
 
 struct rp_disk_io {
   struct rp_system *sys;
   struct rp_refpoint *rp;       /* holds a reference and a busy count */
-  struct nbd_handle *h;
+  struct nbd_handle *h;         /* = pool[0]: metadata requests */
+  struct nbd_handle *pool[POOL];
+  pthread_mutex_t locks[POOL];
+  unsigned n;
+  atomic_uint next;
   uint64_t size;
 };
+
+/* Take a free connection of the pool (or wait for one); returns its index. */
+static unsigned
+take (struct rp_disk_io *io)
+{
+  unsigned start = atomic_fetch_add (&io->next, 1);
+  for (unsigned k = 0; k < io->n; k++) {
+    unsigned i = (start + k) % io->n;
+    if (pthread_mutex_trylock (&io->locks[i]) == 0)
+      return i;
+  }
+  unsigned i = start % io->n;
+  pthread_mutex_lock (&io->locks[i]);
+  return i;
+}
 
 static int
 nbd_errno (void)
@@ -100,7 +122,17 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   }
   struct rp_disk_io *io = rp_calloc (1, sizeof *io);
   io->sys = sys;
-  io->h = h;
+  io->h = io->pool[0] = h;
+  io->n = 1;
+  for (unsigned i = 1; rp && i < POOL; i++) {
+    struct nbd_handle *x = connect_export (sys, name, &err);
+    if (!x)
+      break;
+    io->pool[io->n++] = x;
+  }
+  for (unsigned i = 0; i < io->n; i++)
+    pthread_mutex_init (&io->locks[i], NULL);
+  atomic_init (&io->next, 0);
   io->size = (uint64_t) nbd_get_size (h);
   if (rp) {
     pthread_mutex_lock (&sys->core->lock);
@@ -117,8 +149,11 @@ rp_disk_close (struct rp_disk_io *io)
 {
   if (!io)
     return;
-  nbd_shutdown (io->h, 0);
-  nbd_close (io->h);
+  for (unsigned i = 0; i < io->n; i++) {
+    nbd_shutdown (io->pool[i], 0);
+    nbd_close (io->pool[i]);
+    pthread_mutex_destroy (&io->locks[i]);
+  }
   if (io->rp) {
     pthread_mutex_lock (&io->sys->core->lock);
     io->rp->busy--;
@@ -135,8 +170,12 @@ rp_disk_pread (struct rp_disk_io *io, void *buf, size_t len, uint64_t off)
     return 0;
   if (len > io->size - off)
     len = io->size - off;
-  if (nbd_pread (io->h, buf, len, off, 0) == -1)
-    return -nbd_errno ();
+  unsigned i = take (io);
+  int r = nbd_pread (io->pool[i], buf, len, off, 0);
+  int e = r == -1 ? nbd_errno () : 0;
+  pthread_mutex_unlock (&io->locks[i]);
+  if (r == -1)
+    return -e;
   return (ssize_t) len;
 }
 

@@ -403,7 +403,10 @@ fs_init (struct fuse_conn_info *conn, struct fuse_config *cfg)
    * as a separate truncate. */
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
     conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-  return fuse_get_context ()->private_data;
+  struct fs_state *fs = fuse_get_context ()->private_data;
+  if (fs && fs->mountpoint)
+    fs_raise_readahead_soon (fs->mountpoint);
+  return fs;
 }
 
 const struct fuse_operations fs_operations = {
