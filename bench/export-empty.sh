@@ -18,7 +18,7 @@ start_export "$RP/rp1" "$OUT"
 wait_job "$JOB"
 t1=$(now)
 T=$(secs "$t0" "$t1")
-say "full export: $T s (job ElapsedTime $(cat "$MNT/jobs/$JOB/ElapsedTime"))"
+say "full export: $T s (job ElapsedTime $(interval_secs "$(cat "$MNT/jobs/$JOB/ElapsedTime")") s)"
 for c in "${!PHASE_FIRST[@]}"; do
   say "  $c seen from +$(secs "$t0" "${PHASE_FIRST[$c]}") s to +$(secs "$t0" "${PHASE_LAST[$c]}") s"
 done

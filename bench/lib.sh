@@ -201,6 +201,13 @@ qsd_pid() {
 
 # ---------------------------------------------------------------- jobs
 
+# interval_secs VALUE: a CIM interval (ddddddddhhmmss.mmmmmm:000) in seconds.
+interval_secs() {
+  awk -v v="$1" 'BEGIN { d = substr(v, 1, 8); h = substr(v, 9, 2)
+    m = substr(v, 11, 2); s = substr(v, 13, 9)
+    printf "%.2f", d * 86400 + h * 3600 + m * 60 + s }'
+}
+
 # start_export RPDIR PAYLOAD: write PAYLOAD to RPDIR/ExportReferencePoint;
 # sets JOB.
 start_export() {
@@ -226,9 +233,9 @@ wait_job() {
     t=$(now)
     kids=$(cat /proc/"$RPFS_PID"/task/*/children 2>/dev/null || true)
     for c in $kids; do
-      read -r comm <"/proc/$c/comm" 2>/dev/null || continue
+      read -r comm 2>/dev/null <"/proc/$c/comm" || continue
       case $comm in
-        qemu-storage-d*) continue ;;
+        qemu-storage-d* | rpfs) continue ;; # rpfs: a fork for a check
       esac
       [[ -n ${PHASE_FIRST[$comm]:-} ]] || PHASE_FIRST[$comm]=$t
       PHASE_LAST[$comm]=$t

@@ -16,6 +16,7 @@ trap 'rm -f "$OUT"' EXIT
 
 echo "rpfs benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the figures assume an otherwise idle machine)"
 echo "work dir: ${RPFS_BENCH_DIR:-/var/tmp/rpfs-bench} ($(df -T "${RPFS_BENCH_DIR:-/var/tmp}" | awk 'NR == 2 { print $2 }'))"
 echo "rpfs: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- core fs 2>/dev/null || echo ' (modified)'); $(qemu-img --version | head -n1); $(nbdcopy --version | head -n1)"
 echo
