@@ -15,6 +15,7 @@
 #   RPFS_BENCH_DIR  parent of BWORK (default /var/tmp/rpfs-bench)
 #   RPFS_BENCH_KEEP=1  keep BWORK
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # sets variables for the scripts that source it
 
 set -euo pipefail
 
@@ -109,7 +110,6 @@ new_system() {
   IMG=$BWORK/images/$1-sda.qcow2
   printf 'disk sda = %s\n' "$IMG" >"$STORE/systems/$1.conf"
   qemu-img create -q -f qcow2 "$IMG" "$2"
-  SYS=$1
 }
 
 # fill_half IMG SIZE_GIB: non-zero data in 64 MiB chunks every other 128 MiB
@@ -193,6 +193,7 @@ cpu() {
 # qsd_pid: the qemu-storage-daemon rpfs started (a child of rpfs).
 qsd_pid() {
   local c
+  # shellcheck disable=SC2013 # pids, separated by spaces
   for c in $(cat /proc/"$RPFS_PID"/task/*/children 2>/dev/null); do
     [[ $(cat "/proc/$c/comm" 2>/dev/null) == qemu-storage-d* ]] && echo "$c" && return 0
   done

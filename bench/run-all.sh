@@ -7,7 +7,7 @@
 # they report figures against targets.  The exit status is non-zero only if
 # a benchmark could not run.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export LC_ALL=C
 
 BENCHES=(export-full export-empty cp-sparse) # export-full includes export-diff
