@@ -599,6 +599,16 @@ chown_tree (struct export_work *w)
   rp_strv_free (paths);
 }
 
+static void
+fsync_dir (const char *path)
+{
+  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync (fd);
+    close (fd);
+  }
+}
+
 /* At start: remove the assembly directories of exports a crash cut short.
  * Only a name of the form <dir>/.<system>.<job>.part is ever removed. */
 void
@@ -681,11 +691,11 @@ export_thread (void *opaque)
   if (rv == RV_OK)
     rv = write_sums (w, &why);
   if (rv == RV_OK) {
-    int fd = open (w->tmp, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-      syncfs (fd);
-      close (fd);
-    }
+    /* qemu-nbd flushed the images and the small files were written with
+     * fsync; what remains are the directory entries (not syncfs: that
+     * would flush every unrelated dirty page of the file system). */
+    fsync_dir (tdisks);
+    fsync_dir (w->tmp);
     chmod (w->tmp, 0755);
     chown_tree (w);
     if (renameat2 (AT_FDCWD, w->tmp, AT_FDCWD, w->final,
@@ -694,6 +704,8 @@ export_thread (void *opaque)
                          w->final, strerror (errno));
       rv = errno == EEXIST ? RV_INVALID_PARAMETER : RV_FAILED;
     }
+    else
+      fsync_dir (w->dir);       /* the rename itself */
   }
  done:
   if (rv == RV_OK) {

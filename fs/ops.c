@@ -212,8 +212,14 @@ fs_readlink (const char *path, char *buf, size_t size)
 
 /* ---- structure: only referencepoints/ changes ---- */
 
+/* mkdir / rmdir in referencepoints/: create or destroy a reference point.
+ * The kernel reports the IN_CREATE / IN_DELETE itself, so the core's echo
+ * is dropped if it comes during the call (only during: a later event of the
+ * same name, e.g. through the method file, is a real one). */
 static int
-fs_mkdir (const char *path, mode_t mode)
+rp_dir_op (const char *path, enum rp_event ev,
+           int (*op) (struct rp_system *, const char *,
+                      const struct rp_caller *))
 {
   struct fs_state *fs = fs_get ();
   struct fs_path p;
@@ -221,7 +227,6 @@ fs_mkdir (const char *path, mode_t mode)
   struct rp_caller who = fs_caller ();
   int r;
 
-  (void) mode;
   if (fs_self (path, NULL) != FS_SELF_NO) {
     fs_notifier_done (fs->notifier, path);
     return 0;
@@ -231,37 +236,23 @@ fs_mkdir (const char *path, mode_t mode)
   sys = rp_core_system (fs->core, p.sys);
   if (sys == NULL)
     return -ENOENT;
-  /* The kernel reports this IN_CREATE itself: drop the core's echo, if it
-   * sends one during the call.  Only during: a later CREATED of this name
-   * (after an rmdir, through the method file) is a real event. */
-  fs_notifier_expect (fs->notifier, RP_EV_CREATED, path);
-  r = fs_rv_errno (rp_system_mkdir_rp (sys, p.rp, &who));
-  fs_notifier_unexpect (fs->notifier, RP_EV_CREATED, path);
+  fs_notifier_expect (fs->notifier, ev, path);
+  r = fs_rv_errno (op (sys, p.rp, &who));
+  fs_notifier_unexpect (fs->notifier, ev, path);
   return r;
+}
+
+static int
+fs_mkdir (const char *path, mode_t mode)
+{
+  (void) mode;
+  return rp_dir_op (path, RP_EV_CREATED, rp_system_mkdir_rp);
 }
 
 static int
 fs_rmdir (const char *path)
 {
-  struct fs_state *fs = fs_get ();
-  struct fs_path p;
-  struct rp_system *sys;
-  struct rp_caller who = fs_caller ();
-  int r;
-
-  if (fs_self (path, NULL) != FS_SELF_NO) {
-    fs_notifier_done (fs->notifier, path);
-    return 0;
-  }
-  if (fs_path_parse (path, &fs_names, &p) != FS_RP)
-    return -EPERM;
-  sys = rp_core_system (fs->core, p.sys);
-  if (sys == NULL)
-    return -ENOENT;
-  fs_notifier_expect (fs->notifier, RP_EV_DELETED, path);
-  r = fs_rv_errno (rp_system_rmdir_rp (sys, p.rp, &who));
-  fs_notifier_unexpect (fs->notifier, RP_EV_DELETED, path);
-  return r;
+  return rp_dir_op (path, RP_EV_DELETED, rp_system_rmdir_rp);
 }
 
 static int
