@@ -262,6 +262,10 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     rv = create_args (buf, len, &name, &type, &level, &why);
     if (rv == RV_OK && !rp_name_valid (name))
       rv = RV_INVALID_PARAMETER;
+    /* Application consistency in a running VM needs its guest agent. */
+    if (rv == RV_OK && level == 1 && sys->conf->qmp && !sys->conf->agent
+        && !sys->conf->fallback_crash)
+      rv = RV_NOT_SUPPORTED;
     if (rv == RV_OK) {
       pthread_mutex_lock (&sys->core->lock);
       if (rp_refpoint_find (sys, name))

@@ -5,13 +5,15 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
 #include "util.h"
 
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
-#define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, description"
+#define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
+  "guest-agent-timeout, consistency-fallback, vm-definition, description"
 
 /* A byte range of the input. */
 struct span {
@@ -121,7 +123,8 @@ struct parser {
   const char *file;
   struct rp_conf *c;
   char **err;
-  unsigned uuid_line, qmp_line, desc_line;
+  unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
+  unsigned fallback_line, vmdef_line;
   struct node_line *nodes;
   size_t nnodes;
 };
@@ -175,6 +178,54 @@ set_once (struct parser *ps, unsigned lineno, const char *key,
   }
   *seen = lineno;
   *dst = span_dup (val);
+  return true;
+}
+
+/* qmp, guest-agent, vm-definition: an absolute path, given once. */
+static bool
+set_path (struct parser *ps, unsigned lineno, const char *key,
+          unsigned *seen, char **dst, struct span val)
+{
+  if (val.p[0] != '/') {
+    set_err (ps->err, ps->file, lineno, "the path of '%s' must be absolute "
+             "(start with '/'), not '%.*s'", key, (int) val.len, val.p);
+    return false;
+  }
+  return set_once (ps, lineno, key, seen, dst, val);
+}
+
+static bool
+parse_timeout (struct parser *ps, unsigned lineno, struct span val)
+{
+  CLEANUP_FREE char *s = NULL;
+  if (!set_once (ps, lineno, "guest-agent-timeout", &ps->timeout_line, &s,
+                 val))
+    return false;
+  char *end;
+  long v = strtol (s, &end, 10);
+  if (*end || end == s || v < 1 || v > 600) {
+    set_err (ps->err, ps->file, lineno, "guest-agent-timeout '%s' is not a "
+             "number of seconds from 1 to 600", s);
+    return false;
+  }
+  ps->c->agent_timeout = (int) v;
+  return true;
+}
+
+static bool
+parse_fallback (struct parser *ps, unsigned lineno, struct span val)
+{
+  CLEANUP_FREE char *s = NULL;
+  if (!set_once (ps, lineno, "consistency-fallback", &ps->fallback_line, &s,
+                 val))
+    return false;
+  if (strcmp (s, "crash") && strcmp (s, "fail")) {
+    set_err (ps->err, ps->file, lineno, "consistency-fallback '%s' is "
+             "neither 'crash' (make a crash-consistent reference point when "
+             "the guest cannot be frozen) nor 'fail' (the default)", s);
+    return false;
+  }
+  ps->c->fallback_crash = !strcmp (s, "crash");
   return true;
 }
 
@@ -274,7 +325,10 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
 
   bool takes_id = span_is (word, "disk") || span_is (word, "node");
   if (!takes_id && !span_is (word, "VirtualSystemIdentifier")
-      && !span_is (word, "qmp") && !span_is (word, "description")) {
+      && !span_is (word, "qmp") && !span_is (word, "description")
+      && !span_is (word, "guest-agent") && !span_is (word, "vm-definition")
+      && !span_is (word, "guest-agent-timeout")
+      && !span_is (word, "consistency-fallback")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
     return false;
@@ -296,14 +350,18 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
   if (span_is (word, "description"))
     return set_once (ps, lineno, "description", &ps->desc_line,
                      &ps->c->description, val);
-  if (span_is (word, "qmp")) {
-    if (val.p[0] != '/') {
-      set_err (ps->err, ps->file, lineno, "the QMP socket path must be "
-               "absolute (start with '/'), not '%.*s'", (int) val.len, val.p);
-      return false;
-    }
-    return set_once (ps, lineno, "qmp", &ps->qmp_line, &ps->c->qmp, val);
-  }
+  if (span_is (word, "qmp"))
+    return set_path (ps, lineno, "qmp", &ps->qmp_line, &ps->c->qmp, val);
+  if (span_is (word, "guest-agent"))
+    return set_path (ps, lineno, "guest-agent", &ps->agent_line,
+                     &ps->c->agent, val);
+  if (span_is (word, "vm-definition"))
+    return set_path (ps, lineno, "vm-definition", &ps->vmdef_line,
+                     &ps->c->vm_definition, val);
+  if (span_is (word, "guest-agent-timeout"))
+    return parse_timeout (ps, lineno, val);
+  if (span_is (word, "consistency-fallback"))
+    return parse_fallback (ps, lineno, val);
 
   /* disk ID = PATH, node ID = NODENAME */
   const char *usage = span_is (word, "disk")
@@ -352,6 +410,11 @@ check_conf (struct parser *ps)
     d->node = n->node;
     n->node = NULL;
   }
+  if (c->agent && !c->qmp) {
+    set_err (ps->err, ps->file, ps->agent_line, "'guest-agent' needs a "
+             "'qmp = SOCKET' line: only a running VM has a guest agent");
+    return false;
+  }
   if (c->qmp)
     for (size_t i = 0; i < c->ndisks; i++)
       if (!c->disks[i].node) {
@@ -376,6 +439,7 @@ rp_conf_parse (const char *file, const char *name, const char *text,
   bool ok = true;
 
   c->name = rp_strdup (name);
+  c->agent_timeout = 10;
   c->text = rp_calloc (1, len + 1);
   memcpy (c->text, text, len);
 
@@ -420,6 +484,8 @@ rp_conf_free (struct rp_conf *c)
   free (c->name);
   free (c->uuid);
   free (c->qmp);
+  free (c->agent);
+  free (c->vm_definition);
   free (c->description);
   free (c->text);
   free (c);

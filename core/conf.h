@@ -19,6 +19,10 @@ struct rp_conf {
   struct rp_conf_disk *disks;
   size_t ndisks;
   char *qmp;                  /* "qmp = /path/to/sock" (running VM), or NULL */
+  char *agent;                /* "guest-agent = /path/to/qga.sock", or NULL */
+  int agent_timeout;          /* "guest-agent-timeout = S" (1..600, def. 10) */
+  int fallback_crash;         /* "consistency-fallback = crash" (1) | fail */
+  char *vm_definition;        /* "vm-definition = /path" (e.g. libvirt XML) */
   char *description;          /* "description = text", or NULL */
   char *text;                 /* the whole file, as read */
 };
@@ -27,7 +31,9 @@ struct rp_conf {
  * Returns NULL and sets *err ("FILE:LINE: message", caller frees) on any
  * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
  * missing '=', a "node" line without "qmp" or naming no disk, a disk without
- * "node" when there is "qmp"; no disk at all or a bad NAME: "FILE: message".
+ * "node" when there is "qmp", "guest-agent" without "qmp", a relative path
+ * for qmp / guest-agent / vm-definition, a bad timeout or fallback; no disk
+ * at all or a bad NAME: "FILE: message".
  * A trailing comment starts at a '#' after a space or tab.  An upper-case
  * UUID is accepted and stored in lower case. */
 struct rp_conf *rp_conf_parse (const char *file, const char *name,

@@ -139,6 +139,14 @@ rp_core_start (struct rp_core *core, char **err)
     pthread_mutex_lock (&sys->op_lock);
     int r = rp_qsd_start (sys, err);
     pthread_mutex_unlock (&sys->op_lock);
+    if (r == -2) {
+      /* A VM that is not running now: listed all the same; its methods
+       * answer 32777 until it is back (each call tries to attach). */
+      fprintf (stderr, "rpfs: %s: %s\n", sys->name, *err);
+      free (*err);
+      *err = NULL;
+      r = 0;
+    }
     if (r != 0)
       return -1;
   }

@@ -443,8 +443,8 @@ export_disk (struct export_work *w, const char *disk, char **why)
 
   pthread_mutex_lock (&sys->op_lock);
   if (!rp_qsd_alive (sys)) {
-    *why = rp_asprintf ("QEMU (qemu-storage-daemon of %s) is not running",
-                        sys->name);
+    CLEANUP_FREE char *what = rp_qemu_what (sys);
+    *why = rp_asprintf ("QEMU (%s) is not running", what);
     rv = RV_NOT_AVAILABLE;
   }
   else if (!rp_refpoint_has_data (w->rp)) {
@@ -489,9 +489,10 @@ export_disk (struct export_work *w, const char *disk, char **why)
       rv = -1;
     else if (r) {
       bool alive = rp_qsd_alive (sys);
+      CLEANUP_FREE char *what = rp_qemu_what (sys);
       *why = alive ? rp_strdup (e ? e : strerror (r))
-        : rp_asprintf ("QEMU (qemu-storage-daemon of %s) stopped during the "
-                       "export: %s", sys->name, e ? e : strerror (r));
+        : rp_asprintf ("QEMU (%s) stopped during the export: %s", what,
+                       e ? e : strerror (r));
       rv = alive ? RV_FAILED : RV_NOT_AVAILABLE;
     }
     free (e);

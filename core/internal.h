@@ -29,6 +29,7 @@
 
 #define RP_BITMAP_PREFIX "rpfs-"
 #define RP_GUARD_BITMAP "rpfs-guard"
+#define RP_QMP_TIMEOUT_MS 60000     /* bound on every QMP reply */
 
 struct rp_result {              /* a caller's last result of one method */
   struct rp_result *next;
@@ -41,7 +42,8 @@ struct rp_disk {
   char *id;
   char *path;
   int line;                     /* line in the definition, for messages */
-  char node[16];                /* format node in QEMU: "d<i>" */
+  char node[32];                /* format node in QEMU: "d<i>" in the storage
+                                   daemon, the VM's own name otherwise */
   uint64_t size;                /* virtual size */
 };
 
@@ -59,8 +61,9 @@ struct rp_system {
   size_t ndisks;
 
   pthread_mutex_t op_lock;
-  pid_t qsd_pid;                /* 0: not running */
+  pid_t qsd_pid;                /* 0: not running (always 0 for a VM) */
   struct rp_qmp *qmp;
+  char *qemu_version;           /* of the QEMU serving it, once attached */
   unsigned generation;          /* bumped at every QEMU start */
 
   struct rp_refpoint **rps;     /* creation order (core->lock) */
@@ -79,6 +82,8 @@ struct rp_refpoint {
   int consistency;              /* 1 application, 2 crash */
   time_t created;
   char **disk_ids;              /* disks at creation */
+  char *qemu_version;           /* QEMU that made it (NULL: unknown) */
+  char **qemu_nodes;            /* "disk=node" in a running VM, else NULL */
   char *dir;                    /* STORE/state/NAME/rp/RPNAME */
 
   bool has_data;                /* fleecing attached in QEMU now */
@@ -158,13 +163,32 @@ char *rp_system_result_get (struct rp_result *list, const char *method,
 void rp_results_free (struct rp_result *list);
 int rp_disk_index (struct rp_system *sys, const char *id);
 
-/* qsd.c (call with sys->op_lock held) */
+/* The QEMU serving a system: its own qemu-storage-daemon (qsd.c), or the
+ * running VM named by "qmp = SOCKET" (vm.c); rp_qsd_* handle both.
+ * qsd.c (call with sys->op_lock held) */
+/* 0, or -1 with *err; for a VM also -2: not reachable now (rp_vm_attach). */
 int rp_qsd_start (struct rp_system *sys, char **err);
 void rp_qsd_stop (struct rp_system *sys);
 /* Restart QEMU if it died.  0, or -1 with *err. */
 int rp_qsd_ensure (struct rp_system *sys, char **err);
 bool rp_qsd_alive (struct rp_system *sys);
 int rp_qsd_require (struct rp_system *sys, char **why);
+/* "the qemu-storage-daemon of NAME" / "the VM NAME", for messages */
+char *rp_qemu_what (struct rp_system *sys);
+/* vm.c: attach to / detach from a running VM.  Attach returns 0, -1 when the
+ * definition does not match the VM (*err names file and line), -2 when the
+ * VM cannot be reached or refuses (*err says why). */
+int rp_vm_attach (struct rp_system *sys, char **err);
+void rp_vm_detach (struct rp_system *sys);
+void rp_qemu_read_version (struct rp_system *sys);   /* sys->qemu_version */
+/* agent.c: freeze / thaw the guest through qemu-guest-agent.  Freeze gives
+ * RV_OK and *out, or RV_NOT_SUPPORTED / RV_FAILED with *why; thaw always
+ * runs after a successful freeze. */
+struct rp_agent;
+int rp_agent_freeze (struct rp_system *sys, struct rp_agent **out,
+                     char **why);
+void rp_agent_thaw (struct rp_system *sys, struct rp_agent *a);
+void rp_agent_recover (struct rp_system *sys);
 /* NBD export names */
 void rp_export_name_cur (char *buf, size_t n, unsigned disk);
 void rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk);

@@ -32,5 +32,8 @@ int rp_proc_stop (pid_t pid, int timeout_ms);
  * fd or -1 with errno.  PATH longer than sun_path: -1, ENAMETOOLONG.  A
  * socket someone still listens on: EADDRINUSE; a non-socket: EEXIST. */
 int rp_unix_listen (const char *path);
+/* Connect to the Unix socket at PATH.  Returns the fd (close-on-exec) or -1
+ * with errno. */
+int rp_unix_connect (const char *path);
 
 #endif

@@ -44,6 +44,9 @@ struct rp_qmp
   json_int_t next_id;
   rp_qmp_event_fn ev_fn;
   void *ev_opaque;
+  const char *peer;             /* "QEMU" or "the guest agent", for messages */
+  bool agent;                   /* qemu-guest-agent: no greeting, and lines
+                                   that are not JSON are skipped */
 };
 
 static void
@@ -76,7 +79,10 @@ mark_dead (struct rp_qmp *q, const char *fmt, ...)
 static int
 dead_err (struct rp_qmp *q, char **err)
 {
-  set_err (err, "%s", q->dead_msg ? q->dead_msg : "QEMU is not answering");
+  if (q->dead_msg)
+    set_err (err, "%s", q->dead_msg);
+  else
+    set_err (err, "%s is not answering", q->peer);
   return -2;
 }
 
@@ -123,10 +129,17 @@ take_line (struct rp_qmp *q, json_t **msg)
       memmove (q->buf, nl + 1, q->len);
       if (i == n)
         continue;               /* blank line */
+      if ((!*msg || !json_is_object (*msg)) && q->agent)
+        {
+          /* Output of an earlier client's guest-sync-delimited (0xff) or
+           * a partial line: the id check keeps us in step anyway. */
+          json_decref (*msg);
+          continue;
+        }
       if (!*msg || !json_is_object (*msg))
         {
           json_decref (*msg);
-          mark_dead (q, "QEMU sent invalid QMP: %s",
+          mark_dead (q, "%s sent invalid JSON: %s", q->peer,
                      *msg ? "not an object" : jerr.text);
           return -2;
         }
@@ -156,7 +169,7 @@ read_msg (struct rp_qmp *q, long long deadline, json_t **msg)
 
           if (ncap > QMP_MAX_LINE || !(nb = realloc (q->buf, ncap)))
             {
-              mark_dead (q, "QEMU is not answering (reply too big)");
+              mark_dead (q, "%s is not answering (reply too big)", q->peer);
               return -2;
             }
           q->buf = nb;
@@ -172,14 +185,14 @@ read_msg (struct rp_qmp *q, long long deadline, json_t **msg)
        * (after the data it did send, e.g. the reply to "quit"). */
       if (r == 0 || errno == ECONNRESET)
         {
-          mark_dead (q, "QEMU is not answering (connection closed)");
+          mark_dead (q, "%s is not answering (connection closed)", q->peer);
           return -2;
         }
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         {
-          mark_dead (q, "QEMU is not answering (read: %s)", strerror (errno));
+          mark_dead (q, "%s is not answering (read: %s)", q->peer, strerror (errno));
           return -2;
         }
       r = poll (&p, 1, left_ms (deadline));
@@ -187,7 +200,7 @@ read_msg (struct rp_qmp *q, long long deadline, json_t **msg)
         return 0;
       if (r < 0 && errno != EINTR)
         {
-          mark_dead (q, "QEMU is not answering (poll: %s)", strerror (errno));
+          mark_dead (q, "%s is not answering (poll: %s)", q->peer, strerror (errno));
           return -2;
         }
     }
@@ -212,18 +225,18 @@ send_all (struct rp_qmp *q, const char *s, size_t n, long long deadline)
         continue;
       if (errno == EPIPE || errno == ECONNRESET)
         {
-          mark_dead (q, "QEMU is not answering (connection closed)");
+          mark_dead (q, "%s is not answering (connection closed)", q->peer);
           return -2;
         }
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         {
-          mark_dead (q, "QEMU is not answering (write: %s)", strerror (errno));
+          mark_dead (q, "%s is not answering (write: %s)", q->peer, strerror (errno));
           return -2;
         }
       r = poll (&p, 1, left_ms (deadline));
       if (r == 0)
         {
-          mark_dead (q, "QEMU is not answering (not reading commands)");
+          mark_dead (q, "%s is not answering (not reading commands)", q->peer);
           return -2;
         }
     }
@@ -290,7 +303,7 @@ cmd_locked (struct rp_qmp *q, const char *command, json_t *args,
 
       r = read_msg (q, deadline, &msg);
       if (r == 0)
-        mark_dead (q, "QEMU is not answering (no reply to %s within %d ms)",
+        mark_dead (q, "%s is not answering (no reply to %s within %d ms)", q->peer,
                    command, q->timeout_ms);
       if (r <= 0)
         return dead_err (q, err);
@@ -328,12 +341,11 @@ cmd_locked (struct rp_qmp *q, const char *command, json_t *args,
     }
 }
 
-struct rp_qmp *
-rp_qmp_open (int fd, int timeout_ms, char **err)
+static struct rp_qmp *
+conn_new (int fd, int timeout_ms, const char *peer, char **err)
 {
   struct rp_qmp *q = calloc (1, sizeof *q);
-  json_t *msg = NULL;
-  int fl, r;
+  int fl;
 
   if (!q)
     {
@@ -345,18 +357,65 @@ rp_qmp_open (int fd, int timeout_ms, char **err)
   q->fd = fd;
   q->timeout_ms = timeout_ms;
   q->next_id = 1;
+  q->peer = peer;
   atomic_init (&q->dead, false);
   fl = fcntl (fd, F_GETFL);
   if (fl < 0 || fcntl (fd, F_SETFL, fl | O_NONBLOCK) < 0
       || fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
     {
-      set_err (err, "QMP socket: %s", strerror (errno));
+      set_err (err, "%s socket: %s", peer, strerror (errno));
       rp_qmp_close (q);
       return NULL;
     }
+  return q;
+}
+
+struct rp_qmp *
+rp_qmp_open_agent (int fd, int timeout_ms, char **err)
+{
+  struct rp_qmp *q = conn_new (fd, timeout_ms, "the guest agent", err);
+  struct timespec ts;
+  json_t *ret = NULL;
+  json_int_t token;
+
+  if (!q)
+    return NULL;
+  q->agent = true;
+  /* Replies to an earlier connection's commands may still come out of the
+   * channel: start the ids where they cannot collide, and sync first. */
+  clock_gettime (CLOCK_REALTIME, &ts);
+  token = ((json_int_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000)
+          & 0x3fffffffffffLL;
+  q->next_id = token + 1;
+  if (rp_qmp_cmd (q, "guest-sync", json_pack ("{s:I}", "id", token), &ret,
+                  err) != 0)
+    {
+      rp_qmp_close (q);
+      return NULL;
+    }
+  if (!json_is_integer (ret) || json_integer_value (ret) != token)
+    {
+      set_err (err, "the guest agent answered guest-sync out of step");
+      json_decref (ret);
+      rp_qmp_close (q);
+      return NULL;
+    }
+  json_decref (ret);
+  return q;
+}
+
+struct rp_qmp *
+rp_qmp_open (int fd, int timeout_ms, char **err)
+{
+  struct rp_qmp *q = conn_new (fd, timeout_ms, "QEMU", err);
+  json_t *msg = NULL;
+  int r;
+
+  if (!q)
+    return NULL;
   r = read_msg (q, timeout_ms > 0 ? now_ms () + timeout_ms : -1, &msg);
   if (r == 0)
-    mark_dead (q, "QEMU is not answering (no QMP greeting within %d ms)",
+    mark_dead (q, "%s is not answering (no QMP greeting within %d ms)", q->peer,
                timeout_ms);
   if (r <= 0)
     {

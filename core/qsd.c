@@ -9,7 +9,10 @@
  *                 filled by backup job fj<seq>_<i> (sync=none)
  *   rp.<seq>.<i>  NBD export of f<seq>_<i> (the point-in-time disk)
  * QMP runs on one end of a socketpair and the NBD server on a listening
- * socket that rpfs binds itself, so nothing waits for a socket file. */
+ * socket that rpfs binds itself, so nothing waits for a socket file.
+ * A system with "qmp = SOCKET" has no daemon: the rp_qsd_* functions hand
+ * it to vm.c, and the same graph (with the VM's own node names for the
+ * disks) lives in the VM's QEMU. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,6 @@
 #include "internal.h"
 #include "proc.h"
 
-#define QMP_TIMEOUT_MS 60000
 
 void
 rp_export_name_cur (char *buf, size_t n, unsigned disk)
@@ -36,9 +38,18 @@ rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk)
   snprintf (buf, n, "rp.%u.%u", seq, disk);
 }
 
+char *
+rp_qemu_what (struct rp_system *sys)
+{
+  return sys->conf->qmp ? rp_asprintf ("the VM of %s", sys->name)
+    : rp_asprintf ("the qemu-storage-daemon of %s", sys->name);
+}
+
 bool
 rp_qsd_alive (struct rp_system *sys)
 {
+  if (sys->conf->qmp)
+    return sys->qmp && rp_qmp_alive (sys->qmp);
   return sys->qmp && rp_qmp_alive (sys->qmp) && sys->qsd_pid > 0
     && rp_proc_alive (sys->qsd_pid);
 }
@@ -74,6 +85,8 @@ add_disk (struct rp_system *sys, unsigned i, char **err)
 int
 rp_qsd_start (struct rp_system *sys, char **err)
 {
+  if (sys->conf->qmp)
+    return rp_vm_attach (sys, err);
   int sv[2] = { -1, -1 };
   int lfd = -1;
   CLEANUP_FREE char *chardev = NULL, *nbd = NULL;
@@ -105,7 +118,7 @@ rp_qsd_start (struct rp_system *sys, char **err)
   lfd = -1;
   sys->qsd_pid = pid;
   char *e = NULL;
-  sys->qmp = rp_qmp_open (sv[0], QMP_TIMEOUT_MS, &e);
+  sys->qmp = rp_qmp_open (sv[0], RP_QMP_TIMEOUT_MS, &e);
   sv[0] = -1;                   /* owned by rp_qmp now, or closed */
   if (!sys->qmp) {
     *err = rp_asprintf ("qemu-storage-daemon did not answer on QMP: %s "
@@ -114,6 +127,7 @@ rp_qsd_start (struct rp_system *sys, char **err)
     rp_qsd_stop (sys);
     return -1;
   }
+  rp_qemu_read_version (sys);
   for (unsigned i = 0; i < sys->ndisks; i++)
     if (add_disk (sys, i, err) != 0) {
       rp_qsd_stop (sys);
@@ -162,6 +176,10 @@ add_guards (struct rp_system *sys)
 void
 rp_qsd_stop (struct rp_system *sys)
 {
+  if (sys->conf->qmp) {
+    rp_vm_detach (sys);         /* the VM is the user's: it keeps running */
+    return;
+  }
   if (sys->qmp && rp_qmp_alive (sys->qmp)) {
     char *e = NULL;
     add_guards (sys);
@@ -186,7 +204,13 @@ rp_qsd_ensure (struct rp_system *sys, char **err)
 {
   if (rp_qsd_alive (sys))
     return 0;
-  if (sys->qsd_pid > 0 || sys->qmp) {
+  if (sys->conf->qmp && sys->qmp) {
+    fprintf (stderr, "rpfs: %s: the VM's QEMU went away; attaching again\n",
+             sys->name);
+    rp_qmp_close (sys->qmp);
+    sys->qmp = NULL;
+  }
+  else if (sys->qsd_pid > 0 || sys->qmp) {
     fprintf (stderr, "rpfs: %s: qemu-storage-daemon died; restarting it\n",
              sys->name);
     if (sys->qmp) {

@@ -29,6 +29,8 @@ rp_refpoint_free (struct rp_refpoint *rp)
   free (rp->name);
   free (rp->bitmap);
   rp_strv_free (rp->disk_ids);
+  free (rp->qemu_version);
+  rp_strv_free (rp->qemu_nodes);
   free (rp->dir);
   free (rp->broken);
   free (rp->base_setting);
@@ -61,6 +63,10 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
   rp_kv_add (kv, "CreationTime", t);
   for (size_t i = 0; rp->disk_ids[i]; i++)
     rp_kv_add (kv, "disk", rp->disk_ids[i]);
+  if (rp->qemu_version)
+    rp_kv_add (kv, "QemuVersion", rp->qemu_version);
+  for (size_t i = 0; rp->qemu_nodes && rp->qemu_nodes[i]; i++)
+    rp_kv_add (kv, "QemuNode", rp->qemu_nodes[i]);
   if (!local)
     return kv;
   rp_kv_add (kv, "HasAssociatedData", rp->has_data ? "true" : "false");
@@ -164,6 +170,12 @@ load_one (struct rp_system *sys, const char *name, char **err)
   const char **all = rp_kv_all (kv, "disk");
   for (size_t i = 0; all && all[i]; i++)
     rp->disk_ids = rp_strv_push (rp->disk_ids, all[i]);
+  free (all);
+  if ((v = rp_kv_get (kv, "QemuVersion")))
+    rp->qemu_version = rp_strdup (v);
+  all = rp_kv_all (kv, "QemuNode");
+  for (size_t i = 0; all && all[i]; i++)
+    rp->qemu_nodes = rp_strv_push (rp->qemu_nodes, all[i]);
   free (all);
   all = rp_kv_all (kv, "DisksToExport");
   for (size_t i = 0; all && all[i]; i++)

@@ -87,11 +87,32 @@ rollback_bitmaps (struct rp_system *sys, struct rp_bitmaps *bm,
   free (e);
 }
 
+static int
+save_config (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+{
+  const char *src = sys->conf->vm_definition;
+  size_t len = strlen (sys->conf->text);
+  CLEANUP_FREE char *text = src ? rp_read_file (src, &len) : NULL;
+  if (src && !text) {
+    *why = rp_asprintf ("cannot read the VM definition %s (vm-definition in "
+                        "%s): %s", src, sys->conf_path, strerror (errno));
+    return -1;
+  }
+  CLEANUP_FREE char *cfg = rp_asprintf ("%s/config", rp->dir);
+  if (rp_write_file_atomic (cfg, text ? text : sys->conf->text, len,
+                            0644) != 0) {
+    *why = rp_asprintf ("%s: %s", cfg, strerror (errno));
+    return -1;
+  }
+  return 0;
+}
+
 int
 rp_create (struct rp_system *sys, const char *name, int type, int level,
            struct rp_job *job, struct rp_refpoint **out, char **why)
 {
-  CLEANUP_FREE char *cfg = NULL;
+  CLEANUP_FREE char *note = NULL;
+  int rv = RV_FAILED;
   *out = NULL;
   if (!rp_name_valid (name)) {
     *why = rp_asprintf ("'%s' is not a valid reference point name (1 to 64 "
@@ -129,6 +150,13 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   rp->disk_ids = rp_calloc (1, sizeof (char *));
   for (size_t i = 0; i < sys->ndisks; i++)
     rp->disk_ids = rp_strv_push (rp->disk_ids, sys->disks[i].id);
+  if (sys->qemu_version)
+    rp->qemu_version = rp_strdup (sys->qemu_version);
+  for (size_t i = 0; sys->conf->qmp && i < sys->ndisks; i++) {
+    CLEANUP_FREE char *dn = rp_asprintf ("%s=%s", sys->disks[i].id,
+                                         sys->disks[i].node);
+    rp->qemu_nodes = rp_strv_push (rp->qemu_nodes, dn);
+  }
   rp->dir = rp_asprintf ("%s/rp/%s", sys->statedir, name);
   rp->job_id = rp_strdup (job->id);
   rp_rm_rf (rp->dir);           /* leftovers of a creation that died */
@@ -136,8 +164,32 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
     *why = rp_asprintf ("%s: %s", rp->dir, strerror (errno));
     goto fail_free;
   }
+  /* The exported "config": the VM's own definition when the system names
+   * one, as it is now; else the system definition. */
+  if (save_config (sys, rp, why) != 0)
+    goto fail_dir;
   if (type == 1 && rp_fleece_nodes (rp, true, why) != 0)
     goto fail_dir;
+  /* Application consistent: the guest's file systems are frozen for the
+   * transaction only (agent.c); thawed right after it, whatever happened. */
+  struct rp_agent *agent = NULL;
+  if (level == 1 && sys->conf->qmp) {
+    CLEANUP_FREE char *fw = NULL;
+    int frv = rp_agent_freeze (sys, &agent, &fw);
+    if (frv == RV_NOT_SUPPORTED && sys->conf->fallback_crash) {
+      note = rp_asprintf ("crash consistent, not application consistent "
+                           "(consistency-fallback = crash): %s", fw);
+      rp->consistency = 2;
+    }
+    else if (frv != RV_OK) {
+      *why = fw;
+      fw = NULL;
+      rv = frv;
+      if (type == 1)
+        rp_fleece_abort (rp);
+      goto fail_dir;
+    }
+  }
 
   /* The one transaction: on every disk the recording bitmap stops, the new
    * one starts, and (log based) the fleecing copy starts — at one instant. */
@@ -155,7 +207,9 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   }
   if (type == 1)
     rp_fleece_actions (rp, actions);
-  if (rp_qmp_transaction (sys->qmp, actions, &e) != 0) {
+  int trv = rp_qmp_transaction (sys->qmp, actions, &e);
+  rp_agent_thaw (sys, agent);
+  if (trv != 0) {
     *why = rp_asprintf ("QEMU refused the reference point transaction: %s", e);
     free (e);
     if (type == 1)
@@ -169,10 +223,7 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   }
   rp->has_data = type == 1;
 
-  cfg = rp_asprintf ("%s/config", rp->dir);
-  if (rp_write_file_atomic (cfg, sys->conf->text, strlen (sys->conf->text),
-                            0644) != 0
-      || rp_refpoint_save (rp) != 0) {
+  if (rp_refpoint_save (rp) != 0) {
     *why = rp_asprintf ("cannot write the record in %s: %s", rp->dir,
                         strerror (errno));
     if (type == 1)
@@ -191,6 +242,8 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   rp->refs++;
   pthread_mutex_unlock (&sys->core->lock);
   *out = rp;
+  *why = note;                  /* with RV_OK: how the request was met */
+  note = NULL;
   return RV_OK;
 
  fail_dir:
@@ -198,7 +251,7 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
  fail_free:
   free_all (sys, bm);
   rp_refpoint_free (rp);
-  return RV_FAILED;
+  return rv;
 }
 
 /* The bitmap of the reference point just before SEQ on a disk, whoever it

@@ -79,12 +79,6 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
   struct rp_conf *conf = rp_conf_parse (conf_path, name, text, len, err);
   if (!conf)
     return -1;
-  if (conf->qmp) {
-    *err = rp_asprintf ("%s: systems with a running VM ('qmp = ...') are not "
-                        "supported yet", conf_path);
-    rp_conf_free (conf);
-    return -1;
-  }
   struct rp_system *sys = rp_calloc (1, sizeof *sys);
   sys->core = core;
   sys->index = index;
@@ -125,10 +119,13 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
   return rp_refpoint_load_all (sys, err);
 }
 
-/* Persistent tracking needs qcow2 v3: say so before QEMU is involved. */
+/* Persistent tracking needs qcow2 v3: say so before QEMU is involved.
+ * The disks of a running VM are checked in that VM instead (vm.c). */
 int
 rp_system_check_images (struct rp_system *sys, char **err)
 {
+  if (sys->conf->qmp)
+    return 0;
   for (size_t i = 0; i < sys->ndisks; i++) {
     struct rp_disk *d = &sys->disks[i];
     CLEANUP_FREE char *out = NULL, *errs = NULL;
@@ -193,6 +190,7 @@ rp_system_free (struct rp_system *sys)
   free (sys->statedir);
   free (sys->nbd_path);
   free (sys->log_path);
+  free (sys->qemu_version);
   free (sys);
 }
 

@@ -272,6 +272,46 @@ reattach (struct rp_refpoint *rp, char **err)
   return rp_fleece_exports (rp, err);
 }
 
+/* A running VM keeps a reference point's fleecing while rpfs is away (an
+ * unmount, or rpfs died): the data is still exact if every disk's backup
+ * job still runs.  Publish it again then. */
+static int
+adopt (struct rp_refpoint *rp, char **err)
+{
+  struct rp_system *sys = rp->sys;
+  json_t *jobs = NULL;
+  char *e = NULL;
+  if (rp_qmp_cmd (sys->qmp, "query-block-jobs", NULL, &jobs, &e) != 0) {
+    *err = rp_asprintf ("QEMU: %s", e);
+    free (e);
+    return -1;
+  }
+  int r = 0;
+  for (size_t i = 0; r == 0 && rp->disk_ids[i]; i++) {
+    int di = rp_disk_index (sys, rp->disk_ids[i]);
+    char node[32], job[32], exp[32];
+    bool running = false;
+    if (di >= 0) {
+      fleece_names (rp, (unsigned) di, node, job, exp);
+      size_t k;
+      json_t *j;
+      json_array_foreach (jobs, k, j) {
+        const char *id = json_string_value (json_object_get (j, "device"));
+        const char *st = json_string_value (json_object_get (j, "status"));
+        if (id && !strcmp (id, job) && st && !strcmp (st, "running"))
+          running = true;
+      }
+    }
+    if (!running) {
+      *err = rp_asprintf ("the VM no longer runs its fleecing job for disk "
+                          "%s (it was restarted)", rp->disk_ids[i]);
+      r = -1;
+    }
+  }
+  json_decref (jobs);
+  return r == 0 ? rp_fleece_exports (rp, err) : r;
+}
+
 int
 rp_refpoint_check_tracking (struct rp_system *sys)
 {
@@ -330,7 +370,8 @@ rp_refpoint_check_tracking (struct rp_system *sys)
     if (!had)
       continue;
     CLEANUP_FREE char *why = NULL;
-    bool ok = guard_ok && reattach (rp, &why) == 0;
+    bool ok = sys->conf->qmp ? adopt (rp, &why) == 0
+      : guard_ok && reattach (rp, &why) == 0;
     if (!ok) {
       fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
                sys->name, rp->name,

@@ -100,6 +100,23 @@ START_TEST (test_running_vm)
   ck_assert_str_eq (c->qmp, "/run/vm/web01.qmp");
   ck_assert_str_eq (c->disks[0].node, "libvirt-1-format");
   ck_assert_str_eq (c->disks[1].node, "drive-virtio1");
+  ck_assert_ptr_null (c->agent);
+  ck_assert_int_eq (c->agent_timeout, 10);
+  ck_assert_int_eq (c->fallback_crash, 0);
+  ck_assert_ptr_null (c->vm_definition);
+  rp_conf_free (c);
+
+  c = parse ("qmp = /run/vm/web01.qmp\n"
+             "guest-agent = /run/vm/web01.qga  # qemu-guest-agent\n"
+             "guest-agent-timeout = 30\n"
+             "consistency-fallback = crash\n"
+             "vm-definition = /etc/libvirt/qemu/web01.xml\n"
+             "disk sda = /img/a.qcow2\n"
+             "node sda = sda\n");
+  ck_assert_str_eq (c->agent, "/run/vm/web01.qga");
+  ck_assert_int_eq (c->agent_timeout, 30);
+  ck_assert_int_eq (c->fallback_crash, 1);
+  ck_assert_str_eq (c->vm_definition, "/etc/libvirt/qemu/web01.xml");
   rp_conf_free (c);
 }
 END_TEST
@@ -118,10 +135,14 @@ START_TEST (test_line_errors)
               FILE_ ":2: missing key before '=' (expected 'Key = Value')");
   expect_err ("disk sda = /a\nmemory = 4G\n",
               FILE_ ":2: unknown key 'memory' (known keys: "
-              "VirtualSystemIdentifier, disk, node, qmp, description)");
+              "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
+              "guest-agent-timeout, consistency-fallback, vm-definition, "
+              "description)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
-              "VirtualSystemIdentifier, disk, node, qmp, description)");
+              "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
+              "guest-agent-timeout, consistency-fallback, vm-definition, "
+              "description)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
@@ -191,8 +212,31 @@ START_TEST (test_qmp_errors)
               "disk 'sda' is not a valid QEMU node name (a letter, then "
               "letters, digits, '_', '.', '-'; at most 31 characters)");
   expect_err ("qmp = run/s\ndisk sda = /a\n",
-              FILE_ ":1: the QMP socket path must be absolute "
+              FILE_ ":1: the path of 'qmp' must be absolute "
               "(start with '/'), not 'run/s'");
+  expect_err ("qmp = /s\nguest-agent = qga.sock\ndisk sda = /a\nnode sda = n\n",
+              FILE_ ":2: the path of 'guest-agent' must be absolute "
+              "(start with '/'), not 'qga.sock'");
+  expect_err ("vm-definition = vm.xml\ndisk sda = /a\n",
+              FILE_ ":1: the path of 'vm-definition' must be absolute "
+              "(start with '/'), not 'vm.xml'");
+  expect_err ("guest-agent = /q\ndisk sda = /a\n",
+              FILE_ ":1: 'guest-agent' needs a 'qmp = SOCKET' line: only a "
+              "running VM has a guest agent");
+  expect_err ("disk sda = /a\nguest-agent-timeout = 0\n",
+              FILE_ ":2: guest-agent-timeout '0' is not a number of seconds "
+              "from 1 to 600");
+  expect_err ("disk sda = /a\nguest-agent-timeout = 10s\n",
+              FILE_ ":2: guest-agent-timeout '10s' is not a number of "
+              "seconds from 1 to 600");
+  expect_err ("disk sda = /a\nconsistency-fallback = maybe\n",
+              FILE_ ":2: consistency-fallback 'maybe' is neither 'crash' "
+              "(make a crash-consistent reference point when the guest "
+              "cannot be frozen) nor 'fail' (the default)");
+  expect_err ("disk sda = /a\nconsistency-fallback = crash\n"
+              "consistency-fallback = fail\n",
+              FILE_ ":3: 'consistency-fallback' is given twice (first on "
+              "line 2)");
   expect_err ("qmp = /s\nqmp = /t\ndisk sda = /a\n",
               FILE_ ":2: 'qmp' is given twice (first on line 1)");
 }
