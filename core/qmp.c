@@ -121,18 +121,24 @@ take_line (struct rp_qmp *q, json_t **msg)
       if (!nl)
         return 0;
       n = nl - q->buf;
-      for (i = 0; i < n && strchr (" \t\r", q->buf[i]); i++)
+      i = 0;
+      if (q->agent)             /* the agent's 0xff: a fresh message starts */
+        for (size_t k = 0; k < n; k++)
+          if ((unsigned char) q->buf[k] == 0xff)
+            i = k + 1;
+      for (; i < n && strchr (" \t\r", q->buf[i]); i++)
         ;
       /* QEMU ends lines with "\r\n"; jansson skips the '\r' as space. */
-      *msg = i < n ? json_loadb (q->buf, n, JSON_ALLOW_NUL, &jerr) : NULL;
+      *msg = i < n ? json_loadb (q->buf + i, n - i, JSON_ALLOW_NUL, &jerr)
+        : NULL;
       q->len -= n + 1;
       memmove (q->buf, nl + 1, q->len);
       if (i == n)
         continue;               /* blank line */
       if ((!*msg || !json_is_object (*msg)) && q->agent)
         {
-          /* Output of an earlier client's guest-sync-delimited (0xff) or
-           * a partial line: the id check keeps us in step anyway. */
+          /* What an earlier client left (a partial reply): skipped; the
+           * sync's 0xff and the id check put us in step. */
           json_decref (*msg);
           continue;
         }
@@ -382,13 +388,15 @@ rp_qmp_open_agent (int fd, int timeout_ms, char **err)
     return NULL;
   q->agent = true;
   /* Replies to an earlier connection's commands may still come out of the
-   * channel: start the ids where they cannot collide, and sync first. */
+   * channel: start the ids where they cannot collide, and sync first; the
+   * agent puts 0xff before the sync's reply, so that a partial line left
+   * in the channel cannot swallow it (take_line starts after an 0xff). */
   clock_gettime (CLOCK_REALTIME, &ts);
   token = ((json_int_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000)
           & 0x3fffffffffffLL;
   q->next_id = token + 1;
-  if (rp_qmp_cmd (q, "guest-sync", json_pack ("{s:I}", "id", token), &ret,
-                  err) != 0)
+  if (rp_qmp_cmd (q, "guest-sync-delimited", json_pack ("{s:I}", "id", token),
+                  &ret, err) != 0)
     {
       rp_qmp_close (q);
       return NULL;

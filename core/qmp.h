@@ -17,9 +17,9 @@ typedef void (*rp_qmp_event_fn) (void *opaque, const char *event, json_t *data);
  * capabilities (qmp_capabilities).  TIMEOUT_MS bounds each reply.  Returns
  * NULL with *err (caller frees). */
 struct rp_qmp *rp_qmp_open (int fd, int timeout_ms, char **err);
-/* The same over a qemu-guest-agent channel: no greeting; a guest-sync
- * first, so that output left by an earlier client cannot be taken for a
- * reply.  Errors then say "the guest agent" instead of "QEMU". */
+/* The same over a qemu-guest-agent channel: no greeting; a
+ * guest-sync-delimited first, so that output an earlier client left in the
+ * channel cannot be taken for a reply.  Errors say "the guest agent". */
 struct rp_qmp *rp_qmp_open_agent (int fd, int timeout_ms, char **err);
 void rp_qmp_set_event (struct rp_qmp *q, rp_qmp_event_fn fn, void *opaque);
 /* Run COMMAND with ARGS (stolen, may be NULL).  On success returns 0 and, if

@@ -309,6 +309,8 @@ struct fake
 {
   int fd;
   bool greet;
+  bool agent;                   /* a guest agent: no greeting, and output
+                                   an earlier client left in the channel */
 };
 
 static void
@@ -336,8 +338,11 @@ fake_main (void *arg)
   size_t len = 0;
   ssize_t r;
 
-  put (f->fd, f->greet ? "{\"QMP\": {\"version\": {}}}\r\n" : "{\"x\": 1}\n",
-       4096);
+  if (f->agent)
+    put (f->fd, "\xff{\"return\": 5, \"id\": 7}\n\xff{\"retu", 4096);
+  else
+    put (f->fd, f->greet ? "{\"QMP\": {\"version\": {}}}\r\n"
+         : "{\"x\": 1}\n", 4096);
   while ((r = read (f->fd, buf + len, sizeof buf - 1 - len)) > 0)
     {
       len += r;
@@ -358,6 +363,14 @@ fake_main (void *arg)
                         "\"id\": 999}\n\r\n{\"return\": {\"x\": 1}, "
                         "\"id\": %lld}\r\n%s", e1, (long long) id, e2);
               put (f->fd, reply, cmd[0] == 's' ? 3 : 4096);
+            }
+          else if (strcmp (cmd, "guest-sync-delimited") == 0)
+            {
+              snprintf (reply, sizeof reply, "\xff{\"return\": %lld, "
+                        "\"id\": %lld}\n", (long long) json_integer_value (
+                          json_object_get (json_object_get (m, "arguments"),
+                                           "id")), (long long) id);
+              put (f->fd, reply, 4096);
             }
           else if (strcmp (cmd, "echo") == 0)
             {
@@ -394,6 +407,7 @@ fake_open (struct fake *f, pthread_t *t, bool greet, int timeout_ms,
                     0);
   f->fd = sv[1];
   f->greet = greet;
+  f->agent = false;
   ck_assert_int_eq (pthread_create (t, NULL, fake_main, f), 0);
   return rp_qmp_open (sv[0], timeout_ms, err);
 }
@@ -512,6 +526,35 @@ START_TEST (test_fake_no_greeting)
 }
 END_TEST
 
+/* The agent's channel may hold a stale reply and a partial line from an
+ * earlier client: opening syncs past them, then commands work. */
+START_TEST (test_fake_agent)
+{
+  struct fake f = { .agent = true };
+  pthread_t t;
+  int sv[2];
+  char *err = NULL;
+  json_t *ret = NULL;
+
+  ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    0);
+  f.fd = sv[1];
+  ck_assert_int_eq (pthread_create (&t, NULL, fake_main, &f), 0);
+  struct rp_qmp *q = rp_qmp_open_agent (sv[0], 2000, &err);
+  ck_assert_msg (q != NULL, "err: %s", err);
+  ck_assert_int_eq (rp_qmp_cmd (q, "echo", json_pack ("{s:i}", "k", 42),
+                                &ret, &err), 0);
+  ck_assert_int_eq (json_integer_value (json_object_get (ret, "k")), 42);
+  json_decref (ret);
+  ck_assert_int_eq (rp_qmp_cmd (q, "hang", NULL, NULL, &err), -2);
+  ck_assert_msg (strstr (err, "the guest agent is not answering (no reply to "
+                         "hang within 2000 ms)") != NULL, "err: %s", err);
+  free (err);
+  rp_qmp_close (q);
+  pthread_join (t, NULL);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -527,6 +570,7 @@ main (void)
     }
   tcase_set_timeout (tc, 60);
   tcase_add_test (tc, test_version);
+  tcase_add_test (tc, test_fake_agent);
   tcase_add_test (tc, test_bad_command);
   tcase_add_test (tc, test_bitmap_quit);
   tcase_add_test (tc, test_events);
