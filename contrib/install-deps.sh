@@ -17,6 +17,9 @@ PACKAGES=(
   libssl-dev
   qemu-utils qemu-system-common
   inotify-tools attr util-linux coreutils
+  # running-VM tests and benchmarks: a real guest (tests/guest/)
+  qemu-system-x86 linux-image-amd64 busybox-static qemu-guest-agent
+  libc6-dev cpio socat xz-utils zstd
 )
 
 die() {
