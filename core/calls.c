@@ -266,6 +266,15 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     if (rv == RV_OK && level == 1 && sys->conf->qmp && !sys->conf->agent
         && !sys->conf->fallback_crash)
       rv = RV_NOT_SUPPORTED;
+    /* QEMU gone (a VM not running): say so in the write, not at close. */
+    if (rv == RV_OK) {
+      char *e = NULL;
+      pthread_mutex_lock (&sys->op_lock);
+      if (rp_qsd_ensure (sys, &e) != 0)
+        rv = RV_NOT_AVAILABLE;
+      pthread_mutex_unlock (&sys->op_lock);
+      free (e);
+    }
     if (rv == RV_OK) {
       pthread_mutex_lock (&sys->core->lock);
       if (rp_refpoint_find (sys, name))

@@ -456,6 +456,30 @@ _describe_procs() {
 
 # ---------------------------------------------------------------- mounting
 
+# start_fails STORE WANT...: rpfs must exit 1 without mounting, and its output
+# must hold every WANT string; no QEMU process of STORE may be left.
+start_fails() {
+  local store=$1 want rc=0 out mnt=$TMPROOT/start-fails
+  shift
+  mkdir -p "$mnt"
+  [[ -x $RPFS ]] || fail "rpfs binary not found at $RPFS (run make)"
+  out=$WORK/start.$RANDOM.log
+  timeout 30 "$RPFS" --store "$store" -f -o allow_other "$mnt" >"$out" 2>&1 || rc=$?
+  if mountpoint -q "$mnt"; then
+    fusermount3 -u -z "$mnt"
+    fail "rpfs mounted $mnt despite the bad store"
+  fi
+  ((rc != 124)) || fail "rpfs did not exit within 30 s (it should refuse to start)"
+  ((rc == 1)) || fail "rpfs exited with status $rc, expected 1; output: $(cat "$out")"
+  for want in "$@"; do
+    grep -qF -- "$want" "$out" ||
+      fail "rpfs's message does not name '$want'; it said: $(cat "$out")"
+  done
+  [[ -z $(store_procs "$store") ]] || fail "QEMU processes left after a failed start"
+  _sanitizer_check "$out"
+  echo "   rpfs said: $(head -n 3 "$out" | tr '\n' ' ')"
+}
+
 # mount_rpfs STORE MNT [ARGS...]: start rpfs in the foreground (in the
 # background of this shell) and wait until MNT is mounted.  ARGS go before
 # the mount point.  Its stdout and stderr go to WORK/rpfs.N.log.

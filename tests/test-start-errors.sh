@@ -4,33 +4,6 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-MNT=$TMPROOT/mnt
-mkdir -p "$MNT"
-cleanup_add "fusermount3 -u -z $(printf %q "$MNT") 2>/dev/null"
-[[ -x $RPFS ]] || fail "rpfs binary not found at $RPFS (run make)"
-
-# start_fails STORE WANT...: rpfs must exit 1 without mounting, and its output
-# must hold every WANT string.
-start_fails() {
-  local store=$1 want rc=0 out
-  shift
-  out=$WORK/start.$RANDOM.log
-  timeout 30 "$RPFS" --store "$store" -f -o allow_other "$MNT" >"$out" 2>&1 || rc=$?
-  if mountpoint -q "$MNT"; then
-    fusermount3 -u -z "$MNT"
-    fail "rpfs mounted $MNT despite the bad store"
-  fi
-  ((rc != 124)) || fail "rpfs did not exit within 30 s (it should refuse to start)"
-  ((rc == 1)) || fail "rpfs exited with status $rc, expected 1; output: $(cat "$out")"
-  for want in "$@"; do
-    grep -qF -- "$want" "$out" ||
-      fail "rpfs's message does not name '$want'; it said: $(cat "$out")"
-  done
-  [[ -z $(store_procs "$store") ]] || fail "QEMU processes left after a failed start"
-  _sanitizer_check "$out"
-  echo "   rpfs said: $(head -n 3 "$out" | tr '\n' ' ')"
-}
-
 # good_conf NAME: a valid definition with one disk.
 good_conf() {
   add_system "$1" sda:16M
