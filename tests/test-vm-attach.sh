@@ -51,8 +51,7 @@ assert_fails_with EACCES 'echo x > "$SDA_FILE"'
 cmp "$MNT/vm1/disks/sda" "$WORK/sda.0.raw" || fail "disks/sda differs from the image"
 
 step "the VM writes: disks/sda changes, rp1/disks/sda keeps the point in time"
-vm_qmp "$VM_QMP2" '{"execute": "human-monitor-command", "arguments":
-  {"command-line": "qemu-io -d dev-vm1-sda \"write -P 0x77 0 2M\""}}'
+vm_write vm1-sda 0x77 0 2M
 [[ $(head -c 1 "$MNT/vm1/disks/sda" | od -An -tx1 | tr -d ' ') == 77 ]] ||
   fail "disks/sda does not show the VM's write"
 cmp "$RPS/rp1/disks/sda" "$WORK/sda.0.raw" || fail "rp1/disks/sda changed with the VM's write"

@@ -27,14 +27,6 @@ EOF
 export MNT=$TMPROOT/mnt
 export RPS=$MNT/vm1/referencepoints
 
-# vm_write BYTE OFFSET LENGTH: the VM writes to sda through its own device,
-# as a guest would (so fleecing and tracking see it).
-vm_write() {
-  vm_qmp "$VM_QMP2" "{\"execute\": \"human-monitor-command\", \"arguments\":
-    {\"command-line\": \"qemu-io -d dev-vm1-sda \\\"write -P $1 $2 $3\\\"\"}}" |
-    grep -q '"return": ""' || fail "the VM's write of $1 at $2 failed"
-}
-
 vm_start vm1 "$SDA" "$SDB"
 mount_rpfs "$STORE" "$MNT"
 
@@ -68,12 +60,12 @@ assert_file_eq "$RPS/rp2/ChangeTracking" intact
 step "export rp2 (full); the VM writes 0x55 at 600M, then quits cleanly"
 E2=$(new_dir e2)
 export_rp "$RPS/rp2" "$E2"
-vm_write 0x55 600M 1M
+vm_write vm1-sda 0x55 600M 1M
 vm_quit vm1
 
 step "the VM is back: rp2's tracking survived the restart, its data did not"
 vm_start vm1 "$SDA" "$SDB"
-vm_write 0x66 700M 2M
+vm_write vm1-sda 0x66 700M 2M
 mkdir "$RPS/rp3"
 assert_file_eq "$RPS/rp2/ChangeTracking" intact
 assert_file_eq "$RPS/rp2/HasAssociatedData" false

@@ -12,7 +12,8 @@
 #                           qcow2 node named after its file (basename without
 #                           .qcow2, which must be a valid node name: letters,
 #                           digits, '-', '_', '.', at most 31 characters,
-#                           starting with a letter), device id dev-<node>.
+#                           starting with a letter), drive id drive-<node>,
+#                           device id dev-<node>, file node NAME-file<i>.
 #                           Sets VM_PID, VM_QMP (for rpfs), VM_QMP2 (for the
 #                           test), VM_QGA (guest agent, VM_AGENT=1 only),
 #                           VM_CONSOLE (the serial console log).
@@ -21,6 +22,10 @@
 #   vm_qmp SOCK JSON        one QMP command; prints the reply line, status 1
 #                           when it is an error (or no reply came)
 #   vm_qga SOCK JSON        one guest-agent command, likewise
+#   vm_write NODE BYTE OFFSET LENGTH
+#                           write BYTE over the range of the disk whose node
+#                           is NODE, through the guest's device (HMP qemu-io
+#                           on drive-NODE), as the guest's own writes go
 #   vm_kill NAME            SIGKILL and wait
 #   vm_quit NAME            QMP quit on the test's monitor, wait for the exit
 #   vm_powerdown NAME [TIMEOUT]  QMP system_powerdown: the guest quiesces the
@@ -139,9 +144,11 @@ vm_start() {
     node=$(basename "$path" .qcow2)
     [[ $node =~ ^[A-Za-z][A-Za-z0-9._-]{0,30}$ ]] ||
       fail "vm_start: '$node' (from ${disks[i]}) is not a valid QEMU node name"
-    args+=(-blockdev "driver=file,node-name=$name-file$i,filename=${path//,/,,}"
-      -blockdev "driver=qcow2,node-name=$node,file=$name-file$i"
-      -device "virtio-blk-pci,drive=$node,id=dev-$node,serial=rpfs-disk$i")
+    # -drive, not -blockdev: the device's BlockBackend then has a name
+    # (drive-<node>), so the test can write as the guest does, through any
+    # filter rpfs puts on top (vm_write).
+    args+=(-drive "if=none,id=drive-$node,format=qcow2,node-name=$node,file.node-name=$name-file$i,file.filename=${path//,/,,}"
+      -device "virtio-blk-pci,drive=drive-$node,id=dev-$node,serial=rpfs-disk$i")
   done
 
   VM_QMP=$WORK/$name.qmp
@@ -327,4 +334,16 @@ vm_powerdown() {
   done
   wait "$pid" 2>/dev/null || true
   unset "_VM_PID[$1]"
+}
+
+# vm_write NODE BYTE OFFSET LENGTH (see the top of this file)
+vm_write() {
+  local reply
+  reply=$(vm_qmp "$VM_QMP2" "{\"execute\": \"human-monitor-command\",
+    \"arguments\": {\"command-line\":
+    \"qemu-io drive-$1 \\\"write -P $2 $3 $4\\\"\"}}") ||
+    fail "vm_write $*: $reply"
+  # HMP answers "" (or qemu-io's report) on success, an error text if not;
+  # the callers check the data themselves.
+  ! grep -Eqi 'error|failed' <<<"$reply" || fail "vm_write $*: $reply"
 }
