@@ -394,7 +394,7 @@ prepare_diff (struct export_work *w, int di, const char *xname,
  qmp_fail:
   *why = rp_asprintf ("QEMU: %s", e);
   free (e);
-  return rp_qsd_alive (sys) ? RV_FAILED : RV_NOT_AVAILABLE;
+  return rp_qsd_answers (sys) ? RV_FAILED : RV_NOT_AVAILABLE;
 }
 
 static void
@@ -488,7 +488,7 @@ export_disk (struct export_work *w, const char *disk, char **why)
     if (r == ECANCELED)
       rv = -1;
     else if (r) {
-      bool alive = rp_qsd_alive (sys);
+      bool alive = rp_qsd_answers (sys);
       CLEANUP_FREE char *what = rp_qemu_what (sys);
       *why = alive ? rp_strdup (e ? e : strerror (r))
         : rp_asprintf ("QEMU (%s) stopped during the export: %s", what,

@@ -172,6 +172,8 @@ void rp_qsd_stop (struct rp_system *sys);
 /* Restart QEMU if it died.  0, or -1 with *err. */
 int rp_qsd_ensure (struct rp_system *sys, char **err);
 bool rp_qsd_alive (struct rp_system *sys);
+/* rp_qsd_alive, confirmed by a QMP round trip (after an I/O error). */
+bool rp_qsd_answers (struct rp_system *sys);
 int rp_qsd_require (struct rp_system *sys, char **why);
 /* "the qemu-storage-daemon of NAME" / "the VM NAME", for messages */
 char *rp_qemu_what (struct rp_system *sys);

@@ -199,6 +199,19 @@ rp_qsd_stop (struct rp_system *sys)
   }
 }
 
+/* After an I/O error: is QEMU still there?  Its monitor closing can lag
+ * behind the NBD connections by a moment when it is killed, so ask it. */
+bool
+rp_qsd_answers (struct rp_system *sys)
+{
+  if (!rp_qsd_alive (sys))
+    return false;
+  char *e = NULL;
+  int r = rp_qmp_cmd (sys->qmp, "query-version", NULL, NULL, &e);
+  free (e);
+  return r == 0 && rp_qsd_alive (sys);
+}
+
 int
 rp_qsd_ensure (struct rp_system *sys, char **err)
 {

@@ -39,6 +39,7 @@ vm_kill vm1
 
 step "the job ends in Exception (10), ErrorCode 32777, and says why"
 wait_job_done "$MNT/jobs/$JOB" 60
+echo "   ErrorDescription: $(cat "$MNT/jobs/$JOB/ErrorDescription")"
 assert_file_eq "$MNT/jobs/$JOB/JobState" 10
 assert_file_eq "$MNT/jobs/$JOB/ErrorCode" 32777
 assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" 'the VM of vm1' "ErrorDescription"
@@ -76,7 +77,7 @@ export_rp "$RPS/rp3" "$E3" "BaseReferencePoint=rp2"
 raw_of "$E2/vm1/disks/sda.qcow2" "$WORK/expected.raw"
 fill_file "$WORK/expected.raw" 0x55 600M 1M
 fill_file "$WORK/expected.raw" 0x66 700M 2M
-assert_eq "$(backing_of "$E3/vm1/disks/sda.qcow2")" "$E2/vm1/disks/sda.qcow2" "backing file"
+assert_eq "$(realpath "$(backing_of "$E3/vm1/disks/sda.qcow2")")" "$E2/vm1/disks/sda.qcow2" "backing file"
 raw_of "$E3/vm1/disks/sda.qcow2" "$WORK/rp3.raw"
 cmp "$WORK/rp3.raw" "$WORK/expected.raw" || fail "rp3's export chain is not the disk at rp3"
 assert_ranges_within "rp3's changes" <(data_ranges "$E3/vm1/disks/sda.qcow2") \
