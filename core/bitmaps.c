@@ -52,37 +52,11 @@ jbool (json_t *o, const char *key)
   return json_is_true (json_object_get (o, key));
 }
 
-int
-rp_bitmaps_query (struct rp_qmp *q, const char *node, struct rp_bitmaps *out,
-                  char **err)
+static void
+parse_bitmaps (json_t *bitmaps, struct rp_bitmaps *out)
 {
-  json_t *ret = NULL;
-  out->v = NULL;
-  out->n = 0;
-  if (rp_qmp_cmd (q, "query-named-block-nodes", json_pack ("{s:b}", "flat", 1),
-                  &ret, err) != 0)
-    return -1;
-  size_t i;
-  json_t *n = NULL;
-  json_t *bitmaps = NULL;
-  bool found = false;
-  json_array_foreach (ret, i, n) {
-    if (strcmp (json_string_value (json_object_get (n, "node-name")) ?: "",
-                node) == 0) {
-      bitmaps = json_object_get (n, "dirty-bitmaps");
-      found = true;
-      break;
-    }
-  }
-  if (!bitmaps) {
-    json_decref (ret);
-    if (!found) {
-      *err = rp_asprintf ("block node %s is not present in QEMU", node);
-      return -1;
-    }
-    return 0;
-  }
   out->v = rp_calloc (json_array_size (bitmaps) + 1, sizeof *out->v);
+  size_t i;
   json_t *b;
   json_array_foreach (bitmaps, i, b) {
     struct rp_bitmap *m = &out->v[out->n++];
@@ -95,8 +69,57 @@ rp_bitmaps_query (struct rp_qmp *q, const char *node, struct rp_bitmaps *out,
     m->count = json_integer_value (json_object_get (b, "count"));
   }
   qsort (out->v, out->n, sizeof *out->v, cmp_seq);
+}
+
+/* One query-named-block-nodes for all N nodes: QEMU's answer grows with
+ * every node in the graph (fleecing layers too), so it is asked once. */
+int
+rp_bitmaps_query_nodes (struct rp_qmp *q, const char *const *nodes, size_t n,
+                        struct rp_bitmaps *out, char **err)
+{
+  json_t *ret = NULL;
+  for (size_t k = 0; k < n; k++)
+    out[k] = (struct rp_bitmaps) { NULL, 0 };
+  if (rp_qmp_cmd (q, "query-named-block-nodes", json_pack ("{s:b}", "flat", 1),
+                  &ret, err) != 0)
+    return -1;
+  for (size_t k = 0; k < n; k++) {
+    size_t i;
+    json_t *node = NULL, *found = NULL;
+    json_array_foreach (ret, i, node)
+      if (!strcmp (json_string_value (json_object_get (node, "node-name"))
+                   ?: "", nodes[k]))
+        found = node;
+    if (!found) {
+      *err = rp_asprintf ("block node %s is not present in QEMU", nodes[k]);
+      for (size_t j = 0; j < k; j++)
+        rp_bitmaps_free (&out[j]);
+      json_decref (ret);
+      return -1;
+    }
+    parse_bitmaps (json_object_get (found, "dirty-bitmaps"), &out[k]);
+  }
   json_decref (ret);
   return 0;
+}
+
+int
+rp_bitmaps_query (struct rp_qmp *q, const char *node, struct rp_bitmaps *out,
+                  char **err)
+{
+  return rp_bitmaps_query_nodes (q, &node, 1, out, err);
+}
+
+int
+rp_bitmaps_query_disks (struct rp_system *sys, struct rp_bitmaps *out,
+                        char **err)
+{
+  const char **nodes = rp_calloc (sys->ndisks + 1, sizeof *nodes);
+  for (size_t i = 0; i < sys->ndisks; i++)
+    nodes[i] = sys->disks[i].node;
+  int r = rp_bitmaps_query_nodes (sys->qmp, nodes, sys->ndisks, out, err);
+  free (nodes);
+  return r;
 }
 
 const struct rp_bitmap *
@@ -116,4 +139,63 @@ rp_bitmaps_free (struct rp_bitmaps *b)
   free (b->v);
   b->v = NULL;
   b->n = 0;
+}
+
+static void
+copy_bitmaps (struct rp_bitmaps *dst, const struct rp_bitmaps *src)
+{
+  dst->n = src->n;
+  dst->v = rp_calloc (src->n + 1, sizeof *dst->v);
+  for (size_t j = 0; j < src->n; j++) {
+    dst->v[j] = src->v[j];
+    dst->v[j].name = rp_strdup (src->v[j].name);
+  }
+}
+
+void
+rp_bitmaps_invalidate (struct rp_system *sys)
+{
+  if (!sys->bmcache)
+    return;
+  for (size_t i = 0; i < sys->ndisks; i++)
+    rp_bitmaps_free (&sys->bmcache[i]);
+  free (sys->bmcache);
+  sys->bmcache = NULL;
+}
+
+int
+rp_bitmaps_cached (struct rp_system *sys, struct rp_bitmaps *out, char **err)
+{
+  if (!sys->bmcache) {
+    struct rp_bitmaps *fresh = rp_calloc (sys->ndisks + 1, sizeof *fresh);
+    if (rp_bitmaps_query_disks (sys, fresh, err) != 0) {
+      free (fresh);
+      return -1;
+    }
+    sys->bmcache = fresh;
+  }
+  for (size_t i = 0; i < sys->ndisks; i++)
+    copy_bitmaps (&out[i], &sys->bmcache[i]);
+  return 0;
+}
+
+void
+rp_bitmaps_note_created (struct rp_system *sys, const char *name)
+{
+  if (!sys->bmcache)
+    return;
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    struct rp_bitmaps *b = &sys->bmcache[i];
+    for (size_t j = 0; j < b->n; j++)
+      if (b->v[j].seq)
+        b->v[j].recording = false;
+    struct rp_bitmap *v = realloc (b->v, (b->n + 2) * sizeof *v);
+    if (!v)
+      abort ();
+    b->v = v;
+    b->v[b->n++] = (struct rp_bitmap) {
+      .name = rp_strdup (name), .seq = rp_bitmap_seq (name),
+      .recording = true, .persistent = true,
+    };
+  }
 }

@@ -111,6 +111,7 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
     free (disks);
     goto out;
   }
+  rp_bitmaps_invalidate (sys);
   rv = RV_INVALID_PARAMETER;    /* for the refusals below */
   char *e = NULL;
   for (size_t i = 0; disks && disks[i]; i++) {

@@ -64,6 +64,8 @@ struct rp_system {
   pid_t qsd_pid;                /* 0: not running (always 0 for a VM) */
   struct rp_qmp *qmp;
   char *qemu_version;           /* of the QEMU serving it, once attached */
+  struct rp_bitmaps *bmcache;   /* the disks' bitmaps as rpfs last saw or
+                                   made them, NULL: ask QEMU (op_lock) */
   unsigned generation;          /* bumped at every QEMU start */
 
   struct rp_refpoint **rps;     /* creation order (core->lock) */
@@ -211,6 +213,21 @@ unsigned rp_bitmap_seq (const char *name);   /* 0 if not ours */
 /* Query the bitmaps of format node NODE (sorted by seq). 0 or -1 with *err */
 int rp_bitmaps_query (struct rp_qmp *q, const char *node,
                       struct rp_bitmaps *out, char **err);
+/* The same for N nodes at once (OUT[N]); on failure nothing to free. */
+int rp_bitmaps_query_nodes (struct rp_qmp *q, const char *const *nodes,
+                            size_t n, struct rp_bitmaps *out, char **err);
+/* Every disk of SYS, into OUT[sys->ndisks]. */
+int rp_bitmaps_query_disks (struct rp_system *sys, struct rp_bitmaps *out,
+                            char **err);
+/* The disks' bitmaps for a creation, from the cache when it is valid (QEMU
+ * takes long to list a graph with many fleecing layers): a copy in
+ * OUT[sys->ndisks], or -1 with *err.  op_lock held. */
+int rp_bitmaps_cached (struct rp_system *sys, struct rp_bitmaps *out,
+                       char **err);
+/* A creation added bitmap NAME (recording) and stopped the others. */
+void rp_bitmaps_note_created (struct rp_system *sys, const char *name);
+/* Anything else changed them (or may have): ask QEMU next time. */
+void rp_bitmaps_invalidate (struct rp_system *sys);
 const struct rp_bitmap *rp_bitmaps_find (const struct rp_bitmaps *b,
                                          const char *name);
 void rp_bitmaps_free (struct rp_bitmaps *b);

@@ -33,14 +33,11 @@ next_seq (struct rp_system *sys, struct rp_bitmaps *bm)
 static int
 query_all (struct rp_system *sys, struct rp_bitmaps *bm, char **why)
 {
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    char *e = NULL;
-    if (rp_bitmaps_query (sys->qmp, sys->disks[i].node, &bm[i], &e) != 0) {
-      *why = rp_asprintf ("cannot read the bitmaps of disk %s: %s",
-                          sys->disks[i].id, e);
-      free (e);
-      return -1;
-    }
+  char *e = NULL;
+  if (rp_bitmaps_query_disks (sys, bm, &e) != 0) {
+    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
+    free (e);
+    return -1;
   }
   return 0;
 }
@@ -81,6 +78,7 @@ rollback_bitmaps (struct rp_system *sys, struct rp_bitmaps *bm,
       "block-dirty-bitmap-remove", bm_args (node, newname)));
   }
   char *e = NULL;
+  rp_bitmaps_invalidate (sys);
   if (rp_qmp_transaction (sys->qmp, actions, &e) != 0)
     fprintf (stderr, "rpfs: %s: rollback of bitmap %s failed: %s\n",
              sys->name, newname, e);
@@ -132,7 +130,9 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
     return qrv;
   char *e = NULL;
   struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
-  if (query_all (sys, bm, why) != 0) {
+  if (rp_bitmaps_cached (sys, bm, &e) != 0) {
+    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
+    free (e);
     free_all (sys, bm);
     return RV_NOT_AVAILABLE;
   }
@@ -192,23 +192,46 @@ rp_create (struct rp_system *sys, const char *name, int type, int level,
   }
 
   /* The one transaction: on every disk the recording bitmap stops, the new
-   * one starts, and (log based) the fleecing copy starts — at one instant. */
-  json_t *actions = json_array ();
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    const char *node = sys->disks[i].node;
-    for (size_t j = 0; j < bm[i].n; j++)
-      if (bm[i].v[j].seq && bm[i].v[j].recording)
-        json_array_append_new (actions, rp_qmp_action (
-          "block-dirty-bitmap-disable", bm_args (node, bm[i].v[j].name)));
-    json_array_append_new (actions, rp_qmp_action (
-      "block-dirty-bitmap-add",
-      json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
-                 "persistent", 1)));
+   * one starts, and (log based) the fleecing copy starts — at one instant.
+   * Built from the cached bitmaps; if QEMU refuses it, once more from a
+   * fresh look (someone else may have changed the bitmaps). */
+  int trv = -1;
+  for (int attempt = 0; attempt < 2 && trv != 0; attempt++) {
+    if (attempt == 1) {
+      free (e);
+      e = NULL;
+      rp_bitmaps_invalidate (sys);
+      for (size_t i = 0; i < sys->ndisks; i++)
+        rp_bitmaps_free (&bm[i]);
+      if (rp_bitmaps_cached (sys, bm, &e) != 0 || !rp_qsd_alive (sys))
+        break;
+      if (next_seq (sys, bm) != rp->seq) {
+        e = rp_strdup ("the disks carry an rpfs bitmap this creation did "
+                       "not expect; try again");
+        break;
+      }
+    }
+    json_t *actions = json_array ();
+    for (size_t i = 0; i < sys->ndisks; i++) {
+      const char *node = sys->disks[i].node;
+      for (size_t j = 0; j < bm[i].n; j++)
+        if (bm[i].v[j].seq && bm[i].v[j].recording)
+          json_array_append_new (actions, rp_qmp_action (
+            "block-dirty-bitmap-disable", bm_args (node, bm[i].v[j].name)));
+      json_array_append_new (actions, rp_qmp_action (
+        "block-dirty-bitmap-add",
+        json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
+                   "persistent", 1)));
+    }
+    if (type == 1)
+      rp_fleece_actions (rp, actions);
+    trv = rp_qmp_transaction (sys->qmp, actions, &e);
   }
-  if (type == 1)
-    rp_fleece_actions (rp, actions);
-  int trv = rp_qmp_transaction (sys->qmp, actions, &e);
   rp_agent_thaw (sys, agent);
+  if (trv == 0)
+    rp_bitmaps_note_created (sys, rp->bitmap);
+  else
+    rp_bitmaps_invalidate (sys);
   if (trv != 0) {
     *why = rp_asprintf ("QEMU refused the reference point transaction: %s", e);
     free (e);
@@ -282,6 +305,7 @@ mark_owner_broken (struct rp_system *sys, const char *bitmap, const char *why)
 int
 rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
+  rp_bitmaps_invalidate (sys);  /* merges and removes: ask QEMU next time */
   pthread_mutex_lock (&sys->core->lock);
   bool busy = rp->busy > 0 || rp->exporting;
   pthread_mutex_unlock (&sys->core->lock);

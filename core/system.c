@@ -191,6 +191,7 @@ rp_system_free (struct rp_system *sys)
   free (sys->nbd_path);
   free (sys->log_path);
   free (sys->qemu_version);
+  rp_bitmaps_invalidate (sys);
   free (sys);
 }
 

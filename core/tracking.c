@@ -137,6 +137,41 @@ rp_fleece_detach (struct rp_refpoint *rp)
   pthread_mutex_unlock (&rp->sys->core->lock);
 }
 
+/* An empty qcow2 of SIZE at PATH: a copy of a template qemu-img made once
+ * per size (STORE/state/templates), so that creating a reference point
+ * runs no process.  0, or -1 with *err. */
+static int
+new_scratch (struct rp_system *sys, uint64_t size, const char *path,
+             char **err)
+{
+  CLEANUP_FREE char *dir = rp_asprintf ("%s/state/templates",
+                                        sys->core->store);
+  CLEANUP_FREE char *tpl = rp_asprintf ("%s/%" PRIu64 ".qcow2", dir, size);
+  size_t len;
+  CLEANUP_FREE char *data = rp_read_file (tpl, &len);
+  if (!data) {
+    CLEANUP_FREE char *tmp = rp_asprintf ("%s.%d.tmp", tpl, (int) getpid ());
+    CLEANUP_FREE char *sz = rp_asprintf ("%" PRIu64, size);
+    CLEANUP_FREE char *out = NULL;
+    char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", tmp, sz,
+                     NULL };
+    if (rp_mkdir_p (dir, 0755) != 0
+        || rp_proc_run (argv, NULL, NULL, &out) != 0
+        || rename (tmp, tpl) != 0 || !(data = rp_read_file (tpl, &len))) {
+      *err = rp_asprintf ("cannot create the fleecing image template %s: %s",
+                          tpl, out && *out ? out : strerror (errno));
+      unlink (tmp);
+      return -1;
+    }
+  }
+  if (rp_write_file_atomic (path, data, len, 0600) != 0) {
+    *err = rp_asprintf ("cannot create the fleecing image %s: %s", path,
+                        strerror (errno));
+    return -1;
+  }
+  return 0;
+}
+
 /* Add the scratch layers of every disk to QEMU: on creation (CREATE) one
  * new layer, on a re-attach the existing layers under a new, empty newest
  * one.  The backup jobs that fill the newest are added by the caller, in its
@@ -158,18 +193,10 @@ rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err)
     }
     for (unsigned l = newest + 1; l-- > 0;) {
       CLEANUP_FREE char *path = layer_path (rp, rp->disk_ids[i], l);
-      if (l == newest) {
-        CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64,
-                                               sys->disks[di].size);
-        CLEANUP_FREE char *out = NULL;
-        char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path,
-                         size, NULL };
-        if (rp_proc_run (argv, NULL, NULL, &out) != 0) {
-          *err = rp_asprintf ("cannot create the fleecing image %s: %s",
-                              path, out ? out : "qemu-img failed");
-          fleece_teardown (rp, i + 1, create);
-          return -1;
-        }
+      if (l == newest && new_scratch (sys, sys->disks[di].size, path,
+                                      err) != 0) {
+        fleece_teardown (rp, i + 1, create);
+        return -1;
       }
       else if (access (path, R_OK | W_OK) != 0) {
         *err = rp_asprintf ("fleecing image %s: %s", path, strerror (errno));
@@ -320,13 +347,15 @@ rp_refpoint_check_tracking (struct rp_system *sys)
   int r = 0;
   bool guard_ok = true;
 
+  rp_bitmaps_invalidate (sys);  /* a new or re-attached QEMU */
+
+  if (rp_bitmaps_query_disks (sys, bm, &e) != 0) {
+    fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
+    free (e);
+    r = -1;
+    goto out;
+  }
   for (size_t i = 0; i < sys->ndisks; i++) {
-    if (rp_bitmaps_query (sys->qmp, sys->disks[i].node, &bm[i], &e) != 0) {
-      fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
-      free (e);
-      r = -1;
-      goto out;
-    }
     const struct rp_bitmap *g = rp_bitmaps_find (&bm[i], RP_GUARD_BITMAP);
     if (!g || g->inconsistent || g->count != 0)
       guard_ok = false;
