@@ -67,8 +67,8 @@ say "  $r1 KiB/s"
 mkdir -p "$BWORK/e1"
 start_export "$RPS/rp1" "$BWORK/e1"
 t0=$(now)
-say "guest writes while rp1 is exported (job $JOB, 8 s window)"
-r2=$(rate_over 8)
+say "guest writes while rp1 is exported (job $JOB, 6 s window)"
+r2=$(rate_over 6)
 state=$(cat "$MNT/jobs/$JOB/JobState")
 say "  $r2 KiB/s (job state at the end of the window: $state)"
 [[ $state == 4 ]] || say "  warning: the export ended inside the window; the figure mixes both"
