@@ -64,6 +64,7 @@ struct rp_system {
   pid_t qsd_pid;                /* 0: not running (always 0 for a VM) */
   struct rp_qmp *qmp;
   char *qemu_version;           /* of the QEMU serving it, once attached */
+  bool vm_nbd;                  /* rpfs started the VM's NBD server */
   struct rp_bitmaps *bmcache;   /* the disks' bitmaps as rpfs last saw or
                                    made them, NULL: ask QEMU (op_lock) */
   unsigned generation;          /* bumped at every QEMU start */

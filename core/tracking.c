@@ -282,7 +282,9 @@ rp_fleece_abort (struct rp_refpoint *rp)
  * stopped, must come back present, consistent and empty.  The scratch
  * layers are then re-attached under a new newest layer (see layer_path).
  * Otherwise (a crash, or a writer in between) the data is dropped and the
- * reference point stays usable as a base if its tracking is intact. */
+ * reference point stays usable as a base if its tracking is intact.
+ * A running VM has no guard: its fleecing lives on in the VM while rpfs is
+ * away and is adopted if its backup jobs still run (adopt). */
 static int
 reattach (struct rp_refpoint *rp, char **err)
 {

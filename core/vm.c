@@ -206,8 +206,10 @@ start_nbd (struct rp_system *sys, char **err)
   for (int attempt = 0; attempt < 2; attempt++) {
     if (rp_qmp_cmd (sys->qmp, "nbd-server-start",
                     json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
-                               "data", "path", sys->nbd_path), NULL, &e) == 0)
+                               "data", "path", sys->nbd_path), NULL, &e) == 0) {
+      sys->vm_nbd = true;
       return 0;
+    }
     struct stat st;
     bool ours = lstat (sys->nbd_path, &st) == 0 && S_ISSOCK (st.st_mode);
     if (attempt == 0 && e && strstr (e, "already running") && ours) {
@@ -300,9 +302,11 @@ rp_vm_detach (struct rp_system *sys)
   if (sys->qmp && rp_qmp_alive (sys->qmp)) {
     drop_stale_exports (sys);
     char *e = NULL;
-    rp_qmp_cmd (sys->qmp, "nbd-server-stop", NULL, NULL, &e);
+    if (sys->vm_nbd)            /* never another tool's server */
+      rp_qmp_cmd (sys->qmp, "nbd-server-stop", NULL, NULL, &e);
     free (e);
   }
+  sys->vm_nbd = false;
   if (sys->qmp) {
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
