@@ -90,7 +90,7 @@ rp_agent_freeze (struct rp_system *sys, struct rp_agent **out, char **why)
     /* qemu-ga thaws what it froze when a freeze fails; a timed-out freeze
      * may still complete later, so ask for a thaw on a fresh connection
      * (the chardev serves one client at a time). */
-    if (r == -1 ? thaw_on (sys, q) : false)
+    if (r == -1 && thaw_on (sys, q))
       unlink (marker);
     rp_qmp_close (q);
     if (r != -1)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -85,11 +86,26 @@ rollback_bitmaps (struct rp_system *sys, struct rp_bitmaps *bm,
   free (e);
 }
 
+#define VM_DEFINITION_MAX (16 << 20)
+
 static int
 save_config (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
   const char *src = sys->conf->vm_definition;
   size_t len = strlen (sys->conf->text);
+  struct stat st;
+  const char *bad = NULL;       /* a file; not a device, FIFO or directory */
+  if (src && stat (src, &st) != 0)
+    bad = strerror (errno);
+  else if (src && !S_ISREG (st.st_mode))
+    bad = "not a regular file";
+  else if (src && st.st_size > VM_DEFINITION_MAX)
+    bad = "larger than 16 MiB";
+  if (bad) {
+    *why = rp_asprintf ("cannot copy the VM definition %s (vm-definition in "
+                        "%s): %s", src, sys->conf_path, bad);
+    return -1;
+  }
   CLEANUP_FREE char *text = src ? rp_read_file (src, &len) : NULL;
   if (src && !text) {
     *why = rp_asprintf ("cannot read the VM definition %s (vm-definition in "

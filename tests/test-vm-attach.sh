@@ -94,8 +94,19 @@ umount_rpfs "$MNT"
 vm_qmp "$VM_QMP" '{"execute": "query-block-jobs"}' | grep -q fj1_ &&
   fail "rmdir left rp1's fleecing job in the VM"
 
-step "definitions that do not match the VM stop start-up, naming file and line"
+step "a vm-definition that is not a file: mkdir fails with EIO and says why"
 good=$(cat "$CONF")
+sed -i "s|^vm-definition = .*|vm-definition = $WORK|" "$CONF"
+mount_rpfs "$STORE" "$MNT"
+export RP9=$RPS/rp9
+assert_fails_with EIO 'mkdir "$RP9"'
+read_result "$MNT/vm1/CreateReferencePoint"
+assert_eq "$RV" 32768 "ReturnValue"
+assert_match "$DESC" 'not a regular file' "description"
+assert_eq "$(listing "$RPS")" "" "reference points"
+umount_rpfs "$MNT"
+
+step "definitions that do not match the VM stop start-up, naming file and line"
 sed -i 's/^node sda = .*/node sda = nope/' "$CONF"
 start_fails "$STORE" "vm1.conf:2" "no block node or device 'nope'"
 echo "$good" | sed 's/^node sda = .*/node sda = vm1-file0/' >"$CONF"
