@@ -251,7 +251,9 @@ worker (void *opaque)
 
 /* qemu-nbd serving the target image, started by socket activation on a
  * socket we bound.  backing=null: the target's backing file (the base's
- * export) is only named, never opened or read. */
+ * export) is only named, never opened or read.  cache=unsafe: a flush and
+ * the close write qcow2's metadata to the page cache but do not fsync; the
+ * export's seal (digest.c) makes the image durable while it hashes it. */
 static pid_t
 start_target (const char *dst_path, const char *sock, const char *log,
               char **err)
@@ -265,7 +267,7 @@ start_target (const char *dst_path, const char *sock, const char *log,
   free (js);
   CLEANUP_FREE char *shared = rp_asprintf ("--shared=%d", WORKERS + 1);
   char *argv[] = { "qemu-nbd", shared, "--discard=unmap",
-                   "--cache=writeback", img, NULL };
+                   "--cache=unsafe", img, NULL };
   int lfd = rp_unix_listen (sock);
   if (lfd < 0) {
     *err = rp_asprintf ("%s: %s", sock, strerror (errno));

@@ -36,6 +36,7 @@ struct export_work {
   gid_t gid;
   bool made_dir;
   size_t cur;                   /* disk being copied, for progress */
+  struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
 };
 
 /* May WHO create files in PATH?  Checked in a child that takes the caller's
@@ -124,6 +125,7 @@ check_dir (struct rp_system *sys, const char *dir,
 }
 
 static void work_free (struct export_work *w);
+static void seals_abort (struct export_work *w);
 static void *export_thread (void *opaque);
 
 int
@@ -253,6 +255,7 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     w->tmp = rp_asprintf ("%s/.%s.%s.part", dir, sys->name, job->id);
     for (size_t i = 0; disks[i]; i++)
       w->disks = rp_strv_push (w->disks, disks[i]);
+    w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
     disks = NULL;
     w->uid = who->uid;
     w->gid = who->gid;
@@ -294,6 +297,8 @@ work_free (struct export_work *w)
   rp_refpoint_put (w->rp);
   rp_refpoint_put (w->base);
   rp_job_put (w->job);
+  seals_abort (w);
+  free (w->seals);
   free (w->dir);
   free (w->tmp);
   free (w->final);
@@ -497,6 +502,16 @@ export_disk (struct export_work *w, const char *disk, char **why)
     }
     free (e);
   }
+  if (rv == RV_OK) {
+    /* Hash and flush this image while the next disk copies. */
+    char *e = NULL;
+    w->seals[w->cur] = rp_seal_start (target, &e);
+    if (!w->seals[w->cur]) {
+      *why = rp_asprintf ("SHA-256 of %s: %s", name, e);
+      rv = RV_FAILED;
+    }
+    free (e);
+  }
   if (diff) {
     pthread_mutex_lock (&sys->op_lock);
     cleanup_diff (w, di, xname, ename);
@@ -556,7 +571,14 @@ write_sums (struct export_work *w, char **why)
     CLEANUP_FREE char *path = rp_asprintf ("%s/%s", w->tmp, names[i]);
     char hex[65];
     char *e = NULL;
-    if (rp_sha256_file (path, hex, &e) != 0) {
+    int r;
+    if (i < 2)
+      r = rp_sha256_file (path, hex, &e);
+    else {
+      r = rp_seal_finish (w->seals[i - 2], hex, &e);
+      w->seals[i - 2] = NULL;
+    }
+    if (r != 0) {
       *why = rp_asprintf ("SHA-256 of %s: %s", names[i], e);
       free (e);
       rv = RV_FAILED;
@@ -598,6 +620,15 @@ chown_tree (struct export_work *w)
       fprintf (stderr, "rpfs: chown %s: %s\n", f, strerror (errno));
   }
   rp_strv_free (paths);
+}
+
+static void
+seals_abort (struct export_work *w)
+{
+  for (size_t i = 0; w->seals && w->disks && w->disks[i]; i++) {
+    rp_seal_abort (w->seals[i]);
+    w->seals[i] = NULL;
+  }
 }
 
 static void
@@ -692,7 +723,7 @@ export_thread (void *opaque)
   if (rv == RV_OK)
     rv = write_sums (w, &why);
   if (rv == RV_OK) {
-    /* qemu-nbd flushed the images and the small files were written with
+    /* The seals flushed the images and the small files were written with
      * fsync; what remains are the directory entries (not syncfs: that
      * would flush every unrelated dirty page of the file system). */
     fsync_dir (tdisks);
@@ -731,6 +762,7 @@ export_thread (void *opaque)
     pthread_mutex_unlock (&core->lock);
   }
   else {
+    seals_abort (w);
     rp_rm_rf (w->tmp);
     if (w->made_dir)
       rmdir (w->dir);
