@@ -44,23 +44,36 @@ struct child
 
 /* The environment minus sd_listen_fds's variables (never pass on our own
  * activation, if any), plus LISTEN_FDS=1 and a LISTEN_PID slot the child
- * fills in if LISTEN. */
+ * fills in if LISTEN, and malloc tunables unless the caller has some. */
 static char **
 build_env (int listen, char **pidslot)
 {
   size_t n = 0, i, j = 0;
   char **env;
 
+  int tunables = 0;
+
   *pidslot = NULL;
   while (environ && environ[n])
     n++;
-  if (!(env = calloc (n + 3, sizeof *env)))
+  if (!(env = calloc (n + 4, sizeof *env)))
     return NULL;
   for (i = 0; i < n; i++)
-    if (strncmp (environ[i], "LISTEN_PID=", 11) != 0
-        && strncmp (environ[i], "LISTEN_FDS=", 11) != 0
-        && strncmp (environ[i], "LISTEN_FDNAMES=", 15) != 0)
-      env[j++] = environ[i];
+    {
+      tunables |= strncmp (environ[i], "GLIBC_TUNABLES=", 15) == 0;
+      if (strncmp (environ[i], "LISTEN_PID=", 11) != 0
+          && strncmp (environ[i], "LISTEN_FDS=", 11) != 0
+          && strncmp (environ[i], "LISTEN_FDNAMES=", 15) != 0)
+        env[j++] = environ[i];
+    }
+  /* QEMU allocates a buffer for every NBD request (1 to 2 MiB here) and
+   * frees it after; glibc's defaults map and unmap each one, so every
+   * request faults its pages in again.  Keep them on the heap (about half
+   * of qemu-storage-daemon's CPU time during a cp from the mount:
+   * docs/performance.md).  A GLIBC_TUNABLES of the user's own wins. */
+  if (!tunables)
+    env[j++] = (char *) "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304"
+      ":glibc.malloc.trim_threshold=33554432";
   if (listen)
     {
       if (!(*pidslot = calloc (1, 32)))
