@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-#define CHUNK (4u << 20)
+#define WINDOW (8u << 20)      /* mapping size, a multiple of the page */
 
 /* Reading a mapped file whose page cannot be read (a disk error, or the
  * file cut short under us) raises SIGBUS in the thread that touched it.
@@ -46,65 +46,46 @@ install_sigbus (void)
   sigaction (SIGBUS, &sa, NULL);
 }
 
-/* Feed MAP[0, SIZE) to CTX; false if a page could not be read, or STOP. */
+/* Feed FD's first SIZE bytes to CTX, mapping WINDOW bytes at a time (a
+ * whole 4 GiB mapping would count as 4 GiB of rpfs's resident memory);
+ * false if a page could not be read (*error EIO), a window could not be
+ * mapped (*error: its errno), or STOP (*error 0). */
 static bool
-digest_map (EVP_MD_CTX *ctx, const unsigned char *map, size_t size,
-            atomic_bool *stop, bool *io_error)
+digest_map (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
+            int *error)
 {
   sigjmp_buf jb;
-  *io_error = false;
+  unsigned char *volatile map = NULL;
+  volatile size_t len = 0;
+  *error = 0;
   if (sigsetjmp (jb, 1)) {
     bus_target = NULL;
-    *io_error = true;
+    munmap (map, len);
+    *error = EIO;
     return false;
   }
-  bus_target = &jb;
-  for (size_t off = 0; off < size; off += CHUNK) {
-    if (stop && atomic_load (stop)) {
-      bus_target = NULL;
+  for (size_t off = 0; off < size; off += WINDOW) {
+    if (stop && atomic_load (stop))
+      return false;
+    len = size - off < WINDOW ? size - off : WINDOW;
+    map = mmap (NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
+    if (map == MAP_FAILED) {
+      *error = errno;
       return false;
     }
-    EVP_DigestUpdate (ctx, map + off, size - off < CHUNK ? size - off : CHUNK);
+    madvise (map, len, MADV_SEQUENTIAL);
+    bus_target = &jb;
+    EVP_DigestUpdate (ctx, map, len);
+    bus_target = NULL;
+    munmap (map, len);
   }
-  bus_target = NULL;
   return true;
-}
-
-/* Feed FD to CTX with read(2); false on error (*err) or STOP. */
-static bool
-digest_read (EVP_MD_CTX *ctx, int fd, const char *path, atomic_bool *stop,
-             char **err)
-{
-  unsigned char *buf = malloc (CHUNK);
-  bool ok = buf != NULL;
-  if (!ok)
-    *err = rp_strdup (strerror (ENOMEM));
-  for (off_t off = 0; ok;) {
-    if (stop && atomic_load (stop)) {
-      *err = rp_strdup (strerror (ECANCELED));
-      ok = false;
-      break;
-    }
-    ssize_t n = pread (fd, buf, CHUNK, off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      *err = rp_asprintf ("%s: %s", path, strerror (errno));
-      ok = false;
-    }
-    if (n <= 0)
-      break;
-    EVP_DigestUpdate (ctx, buf, (size_t) n);
-    off += n;
-  }
-  free (buf);
-  return ok;
 }
 
 /* Hash FD from its start; STOP (may be NULL) ends it early.  The file is
  * mapped, so SHA-256 runs straight over the page cache: a read(2) into a
  * buffer first cost 10 % more time on the machine measured
- * (docs/performance.md).  If it cannot be mapped, it is read. */
+ * (docs/performance.md). */
 static int
 sha256_fd (int fd, const char *path, atomic_bool *stop, char hex[65],
            char **err)
@@ -123,22 +104,11 @@ sha256_fd (int fd, const char *path, atomic_bool *stop, char hex[65],
     return -1;
   }
   size_t size = (size_t) st.st_size;
-  void *map = size ? mmap (NULL, size, PROT_READ, MAP_SHARED, fd, 0)
-    : MAP_FAILED;
-  bool ok;
-  if (map != MAP_FAILED) {
-    madvise (map, size, MADV_SEQUENTIAL);
-    bool io_error;
-    ok = digest_map (ctx, map, size, stop, &io_error);
-    munmap (map, size);
-    if (!ok)
-      *err = io_error ? rp_asprintf ("%s: %s", path, strerror (EIO))
-        : rp_strdup (strerror (ECANCELED));
-  }
-  else {
-    posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    ok = digest_read (ctx, fd, path, stop, err);
-  }
+  int error;
+  bool ok = digest_map (ctx, fd, size, stop, &error);
+  if (!ok)
+    *err = error ? rp_asprintf ("%s: %s", path, strerror (error))
+      : rp_strdup (strerror (ECANCELED));
   if (ok) {
     unsigned char md[32];
     unsigned len = 0;

@@ -301,6 +301,29 @@ START_TEST (test_spawn_fds_env)
 }
 END_TEST
 
+/* Children get malloc tunables that keep QEMU's per-request buffers on the
+ * heap, unless the environment already has GLIBC_TUNABLES: the user's own
+ * are passed on untouched.  (printenv, not /proc/PID/environ: glibc cuts
+ * the original string at each ':' while it parses it.) */
+START_TEST (test_spawn_malloc_tunables)
+{
+  char *printenv[] = { "printenv", "GLIBC_TUNABLES", NULL };
+  char *out = NULL;
+
+  unsetenv ("GLIBC_TUNABLES");
+  ck_assert_int_eq (rp_proc_run (printenv, NULL, &out, NULL), 0);
+  ck_assert_str_eq (out, "glibc.malloc.mmap_threshold=4194304"
+                    ":glibc.malloc.trim_threshold=33554432\n");
+  free (out);
+
+  setenv ("GLIBC_TUNABLES", "glibc.malloc.arena_max=2", 1);
+  ck_assert_int_eq (rp_proc_run (printenv, NULL, &out, NULL), 0);
+  ck_assert_str_eq (out, "glibc.malloc.arena_max=2\n");
+  free (out);
+  unsetenv ("GLIBC_TUNABLES");
+}
+END_TEST
+
 /* qemu-nbd finds its listening socket through LISTEN_FDS/LISTEN_PID. */
 START_TEST (test_socket_activation)
 {
@@ -390,6 +413,7 @@ main (void)
   tcase_add_test (tc, test_spawn_thread_exit);
   tcase_add_test (tc, test_parent_death);
   tcase_add_test (tc, test_spawn_fds_env);
+  tcase_add_test (tc, test_spawn_malloc_tunables);
   tcase_add_test (tc, test_socket_activation);
   tcase_add_test (tc, test_unix_listen);
   suite_add_tcase (s, tc);
