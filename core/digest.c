@@ -52,7 +52,7 @@ install_sigbus (void)
  * mapped (*error: its errno), or STOP (*error 0). */
 static bool
 digest_map (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
-            int *error)
+            atomic_bool *cancel, int *error)
 {
   sigjmp_buf jb;
   unsigned char *volatile map = NULL;
@@ -65,7 +65,7 @@ digest_map (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
     return false;
   }
   for (size_t off = 0; off < size; off += WINDOW) {
-    if (stop && atomic_load (stop))
+    if ((stop && atomic_load (stop)) || (cancel && atomic_load (cancel)))
       return false;
     len = size - off < WINDOW ? size - off : WINDOW;
     map = mmap (NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
@@ -82,13 +82,14 @@ digest_map (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
   return true;
 }
 
-/* Hash FD from its start; STOP (may be NULL) ends it early.  The file is
+/* Hash FD from its start; STOP or CANCEL (either may be NULL) ends it
+ * early.  The file is
  * mapped, so SHA-256 runs straight over the page cache: a read(2) into a
  * buffer first cost 10 % more time on the machine measured
  * (docs/performance.md). */
 static int
-sha256_fd (int fd, const char *path, atomic_bool *stop, char hex[65],
-           char **err)
+sha256_fd (int fd, const char *path, atomic_bool *stop, atomic_bool *cancel,
+           char hex[65], char **err)
 {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once (&once, install_sigbus);
@@ -105,7 +106,7 @@ sha256_fd (int fd, const char *path, atomic_bool *stop, char hex[65],
   }
   size_t size = (size_t) st.st_size;
   int error;
-  bool ok = digest_map (ctx, fd, size, stop, &error);
+  bool ok = digest_map (ctx, fd, size, stop, cancel, &error);
   if (!ok)
     *err = error ? rp_asprintf ("%s: %s", path, strerror (error))
       : rp_strdup (strerror (ECANCELED));
@@ -128,7 +129,7 @@ rp_sha256_file (const char *path, char hex[65], char **err)
     *err = rp_asprintf ("%s: %s", path, strerror (errno));
     return -1;
   }
-  int r = sha256_fd (fd, path, NULL, hex, err);
+  int r = sha256_fd (fd, path, NULL, NULL, hex, err);
   close (fd);
   return r;
 }
@@ -136,7 +137,8 @@ rp_sha256_file (const char *path, char hex[65], char **err)
 struct rp_seal {
   char *path;
   int fd;
-  atomic_bool stop;
+  atomic_bool stop;             /* rp_seal_abort */
+  atomic_bool *cancel;          /* the job's cancel request, or NULL */
   pthread_t hasher, syncer;
   bool has_hasher, has_syncer;
   char hex[65];
@@ -148,7 +150,8 @@ static void *
 hasher (void *opaque)
 {
   struct rp_seal *s = opaque;
-  if (sha256_fd (s->fd, s->path, &s->stop, s->hex, &s->hash_err) != 0
+  if (sha256_fd (s->fd, s->path, &s->stop, s->cancel, s->hex,
+                 &s->hash_err) != 0
       && !s->hash_err)
     s->hash_err = rp_strdup ("SHA-256 failed");
   return NULL;
@@ -164,7 +167,7 @@ syncer (void *opaque)
 }
 
 struct rp_seal *
-rp_seal_start (const char *path, char **err)
+rp_seal_start (const char *path, atomic_bool *cancel, char **err)
 {
   struct rp_seal *s = calloc (1, sizeof *s);
   if (!s) {
@@ -172,6 +175,7 @@ rp_seal_start (const char *path, char **err)
     return NULL;
   }
   atomic_init (&s->stop, false);
+  s->cancel = cancel;
   s->path = rp_strdup (path);
   s->fd = open (path, O_RDONLY | O_CLOEXEC);
   if (s->fd < 0) {
@@ -210,8 +214,7 @@ rp_seal_finish (struct rp_seal *s, char hex[65], char **err)
     r = EIO;
   }
   else if (s->sync_errno) {
-    *err = rp_asprintf ("%s while writing it to disk",
-                        strerror (s->sync_errno));
+    *err = rp_asprintf ("fdatasync: %s", strerror (s->sync_errno));
     r = s->sync_errno;
   }
   else

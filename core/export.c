@@ -505,7 +505,7 @@ export_disk (struct export_work *w, const char *disk, char **why)
   if (rv == RV_OK) {
     /* Hash and flush this image while the next disk copies. */
     char *e = NULL;
-    w->seals[w->cur] = rp_seal_start (target, &e);
+    w->seals[w->cur] = rp_seal_start (target, &w->job->cancel, &e);
     if (!w->seals[w->cur]) {
       *why = rp_asprintf ("SHA-256 of %s: %s", name, e);
       rv = RV_FAILED;
@@ -577,6 +577,11 @@ write_sums (struct export_work *w, char **why)
     else {
       r = rp_seal_finish (w->seals[i - 2], hex, &e);
       w->seals[i - 2] = NULL;
+    }
+    if (r != 0 && atomic_load (&w->job->cancel)) {
+      free (e);                 /* the cancel stopped the hash */
+      rv = -1;
+      break;
     }
     if (r != 0) {
       *why = rp_asprintf ("SHA-256 of %s: %s", names[i], e);

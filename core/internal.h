@@ -276,10 +276,12 @@ int rp_system_check_images (struct rp_system *sys, char **err);
 /* digest.c: lower-case hex SHA-256 of a file; 0, or -1 with *err. */
 int rp_sha256_file (const char *path, char hex[65], char **err);
 /* Seal a finished file in the background: its SHA-256 and fdatasync run in
- * two threads at once.  finish waits and returns 0 with HEX, or an errno
- * with *err; abort stops the hash, waits and discards.  Both free S. */
+ * two threads at once; *CANCEL (may be NULL) going true stops the hash.
+ * finish waits and returns 0 with HEX, or an errno with *err; abort stops
+ * the hash, waits and discards.  Both free S. */
 struct rp_seal;
-struct rp_seal *rp_seal_start (const char *path, char **err);
+struct rp_seal *rp_seal_start (const char *path, atomic_bool *cancel,
+                               char **err);
 int rp_seal_finish (struct rp_seal *s, char hex[65], char **err);
 void rp_seal_abort (struct rp_seal *s);
 
