@@ -294,11 +294,11 @@ work_free (struct export_work *w)
   if (w->base)
     w->base->busy--;
   pthread_mutex_unlock (&core->lock);
+  seals_abort (w);              /* before the job: seals read its cancel */
+  free (w->seals);
   rp_refpoint_put (w->rp);
   rp_refpoint_put (w->base);
   rp_job_put (w->job);
-  seals_abort (w);
-  free (w->seals);
   free (w->dir);
   free (w->tmp);
   free (w->final);

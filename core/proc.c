@@ -50,7 +50,6 @@ build_env (int listen, char **pidslot)
 {
   size_t n = 0, i, j = 0;
   char **env;
-
   int tunables = 0;
 
   *pidslot = NULL;
