@@ -61,27 +61,20 @@ rpfs_export() {
   read -r c_own1 c_kids1 <<<"$(cpu "$RPFS_PID")"
   read -r q1 _ <<<"$(cpu "$QSD")"
   say "run $1: rpfs full export: $T_RPFS_N s ($(awk -v b="$DATA_BYTES" -v t="$T_RPFS_N" 'BEGIN { printf "%.0f", b / 1048576 / t }') MiB/s of data); job ElapsedTime $(interval_secs "$(cat "$MNT/jobs/$JOB/ElapsedTime")") s"
-  say "  CPU seconds: rpfs $(secs "$c_own0" "$c_own1"), its helper processes (qemu-img create, qemu-nbd, sha256sum if used) $(secs "$c_kids0" "$c_kids1"), qemu-storage-daemon $(secs "$q0" "$q1")"
+  say "  CPU seconds: rpfs $(secs "$c_own0" "$c_own1"), its helper processes (qemu-img create, qemu-nbd) $(secs "$c_kids0" "$c_kids1"), qemu-storage-daemon $(secs "$q0" "$q1")"
   # Pieces of the export, from the helper processes seen while polling.
   SHA_SECS="" SHA_WHAT=""
   if [[ -n $(phase qemu-nbd) ]]; then
     read -r nf nl <<<"$(phase qemu-nbd)"
     say "  submit -> qemu-nbd (target) started:  $(secs "$t0" "$nf") s  (checks, qemu-img create, block status plan)"
-    say "  qemu-nbd running (copy + flush):      ~$(secs "$nf" "$nl") s"
+    say "  qemu-nbd running (the copy):          ~$(secs "$nf" "$nl") s"
   fi
-  if [[ -n $(phase sha256sum) ]]; then
-    # rpfs runs sha256sum(1): its lifetime is the hash.
-    read -r sf sl <<<"$(phase sha256sum)"
-    SHA_SECS=$(secs "$sf" "$sl")
-    SHA_WHAT="sha256sum share (s)"
-    say "  sha256sum running:                    ~$SHA_SECS s"
-    say "  sha256sum gone -> job Completed:       $(secs "$sl" "$JOB_DONE") s  (syncfs, chown, rename)"
-  elif [[ -n $(phase qemu-nbd) ]]; then
-    # rpfs hashes in-process: after the copy come the hash, a sync and the
-    # rename.
+  if [[ -n $(phase qemu-nbd) ]]; then
+    # After the copy: the image's SHA-256 beside its fdatasync, then the
+    # directories' fsync, chown and the rename.
     SHA_SECS=$(secs "$nl" "$JOB_DONE")
     SHA_WHAT="after the copy: SHA-256 + sync + rename (s)"
-    say "  qemu-nbd gone -> job Completed:        $SHA_SECS s  (SHA-256 in rpfs, syncfs, chown, rename)"
+    say "  qemu-nbd gone -> job Completed:        $SHA_SECS s  (SHA-256 beside fdatasync, chown, rename)"
   fi
 }
 

@@ -209,8 +209,7 @@ rp_seal_finish (struct rp_seal *s, char hex[65], char **err)
   seal_join (s);
   int r = 0;
   if (s->hash_err) {
-    *err = s->hash_err;
-    s->hash_err = NULL;
+    *err = rp_asprintf ("SHA-256: %s", s->hash_err);
     r = EIO;
   }
   else if (s->sync_errno) {

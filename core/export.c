@@ -584,7 +584,9 @@ write_sums (struct export_work *w, char **why)
       break;
     }
     if (r != 0) {
-      *why = rp_asprintf ("SHA-256 of %s: %s", names[i], e);
+      /* A seal's message names its step (SHA-256 or fdatasync). */
+      *why = i < 2 ? rp_asprintf ("SHA-256 of %s: %s", names[i], e)
+        : rp_asprintf ("%s: %s", names[i], e);
       free (e);
       rv = RV_FAILED;
       break;

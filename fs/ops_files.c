@@ -420,6 +420,16 @@ fs_truncate (const char *path, off_t size, struct fuse_file_info *fi)
   }
 }
 
+/* Flush a disk's writes to QEMU; the handle is clean once that worked. */
+static int
+flush_disk (struct handle *h)
+{
+  int r = rp_disk_flush (h->io);
+  if (r == 0)
+    h->dirty = false;
+  return r < 0 ? r : 0;
+}
+
 int
 fs_flush (const char *path, struct fuse_file_info *fi)
 {
@@ -436,26 +446,19 @@ fs_flush (const char *path, struct fuse_file_info *fi)
   }
   if (h->kind != H_DISK || !h->dirty)
     return 0;
-  r = rp_disk_flush (h->io);
-  if (r == 0)
-    h->dirty = false;
-  return r < 0 ? r : 0;
+  return flush_disk (h);
 }
 
 int
 fs_fsync (const char *path, int datasync, struct fuse_file_info *fi)
 {
   struct handle *h = handle_of (fi);
-  int r;
 
   (void) path;
   (void) datasync;
   if (h->kind != H_DISK || !h->write)
     return 0;
-  r = rp_disk_flush (h->io);
-  if (r == 0)
-    h->dirty = false;
-  return r < 0 ? r : 0;
+  return flush_disk (h);
 }
 
 int
