@@ -9,11 +9,13 @@
 #include <string.h>
 
 #include "conf.h"
+#include "ratelimit.h"
 #include "util.h"
 
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
 #define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
-  "guest-agent-timeout, consistency-fallback, vm-definition, description"
+  "guest-agent-timeout, consistency-fallback, vm-definition, description, " \
+  "export-rate-limit"
 
 /* A byte range of the input. */
 struct span {
@@ -124,7 +126,7 @@ struct parser {
   struct rp_conf *c;
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
-  unsigned fallback_line, vmdef_line;
+  unsigned fallback_line, vmdef_line, rate_line;
   struct node_line *nodes;
   size_t nnodes;
 };
@@ -209,6 +211,23 @@ parse_timeout (struct parser *ps, unsigned lineno, struct span val)
     return false;
   }
   ps->c->agent_timeout = (int) v;
+  return true;
+}
+
+static bool
+parse_rate (struct parser *ps, unsigned lineno, struct span val)
+{
+  CLEANUP_FREE char *s = NULL;
+  uint64_t v;
+  if (!set_once (ps, lineno, "export-rate-limit", &ps->rate_line, &s, val))
+    return false;
+  if (!rp_rate_parse (s, &v)) {
+    set_err (ps->err, ps->file, lineno, "export-rate-limit '%s' is not a "
+             "rate: bytes per second, with K, M, G or T for KiB, MiB, GiB "
+             "or TiB (e.g. '200M'), at least 1M; 0 for no cap", s);
+    return false;
+  }
+  ps->c->export_rate = v;
   return true;
 }
 
@@ -328,7 +347,8 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
       && !span_is (word, "qmp") && !span_is (word, "description")
       && !span_is (word, "guest-agent") && !span_is (word, "vm-definition")
       && !span_is (word, "guest-agent-timeout")
-      && !span_is (word, "consistency-fallback")) {
+      && !span_is (word, "consistency-fallback")
+      && !span_is (word, "export-rate-limit")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
     return false;
@@ -362,6 +382,8 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
     return parse_timeout (ps, lineno, val);
   if (span_is (word, "consistency-fallback"))
     return parse_fallback (ps, lineno, val);
+  if (span_is (word, "export-rate-limit"))
+    return parse_rate (ps, lineno, val);
 
   /* disk ID = PATH, node ID = NODENAME */
   const char *usage = span_is (word, "disk")

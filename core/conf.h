@@ -24,6 +24,8 @@ struct rp_conf {
   int fallback_crash;         /* "consistency-fallback = crash" (1) | fail */
   char *vm_definition;        /* "vm-definition = /path" (e.g. libvirt XML) */
   char *description;          /* "description = text", or NULL */
+  unsigned long long export_rate; /* "export-rate-limit = 200M": bytes/s,
+                                     0 (the default) for no cap */
   char *text;                 /* the whole file, as read */
 };
 
@@ -32,7 +34,7 @@ struct rp_conf {
  * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
  * missing '=', a "node" line without "qmp" or naming no disk, a disk without
  * "node" when there is "qmp", "guest-agent" without "qmp", a relative path
- * for qmp / guest-agent / vm-definition, a bad timeout or fallback; no disk
+ * for qmp / guest-agent / vm-definition, a bad timeout, fallback or rate; no disk
  * at all or a bad NAME: "FILE: message".
  * A trailing comment starts at a '#' after a space or tab.  An upper-case
  * UUID is accepted and stored in lower case. */

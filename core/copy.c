@@ -10,7 +10,8 @@
  *    qcow2), so it shadows the backing file.
  * 2. Copy: WORKERS threads, each with its own source and target connection
  *    (both servers advertise multi-conn), take operations in order from a
- *    shared index.
+ *    shared index.  With a bandwidth cap (ratelimit.h), a worker waits for
+ *    its slot before each read; zero writes read nothing and never wait.
  * Thread model: the operation index, byte counters and the first error are
  * atomics or under ctx->lock; libnbd handles are private to a worker. */
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include "internal.h"
 #include "extent.h"
 #include "proc.h"
+#include "ratelimit.h"
 
 #define WORKERS 4
 #define OP_MAX (2u << 20)          /* bytes per request */
@@ -38,6 +40,7 @@ struct copy_ctx {
   atomic_size_t next;
   atomic_uint_fast64_t done;
   atomic_bool *cancel;
+  struct rp_rate *rate;         /* NULL: no cap */
   rp_progress_fn progress;
   void *opaque;
   pthread_mutex_t lock;
@@ -194,6 +197,8 @@ worker (void *opaque)
       break;
     const struct rp_op *op = &c->ops.v[i];
     if (op->kind == RP_OP_COPY) {
+      if (!rp_rate_wait (c->rate, op->len, c->cancel))
+        break;
       if (nbd_pread (src, buf, op->len, op->off, 0) == -1) {
         int err = nbd_get_errno ();
         set_error (c, err ? err : EIO,
@@ -284,13 +289,13 @@ start_target (const char *dst_path, const char *sock, const char *log,
 int
 rp_copy_disk (const char *src_sock, const char *src_export,
               const char *bitmap, const char *dst_path, const char *dst_name,
-              const char *run_dir, atomic_bool *cancel,
+              const char *run_dir, atomic_bool *cancel, struct rp_rate *rate,
               rp_progress_fn progress, void *opaque,
               struct rp_copy_stats *stats, char **err)
 {
   struct copy_ctx c = {
     .src_sock = src_sock, .src_export = src_export, .full = bitmap == NULL,
-    .cancel = cancel, .progress = progress, .opaque = opaque,
+    .cancel = cancel, .rate = rate, .progress = progress, .opaque = opaque,
     .dst_name = dst_name,
   };
   pthread_mutex_init (&c.lock, NULL);

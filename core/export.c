@@ -22,6 +22,7 @@
 #include "internal.h"
 #include "args.h"
 #include "proc.h"
+#include "ratelimit.h"
 
 
 struct export_work {
@@ -37,6 +38,7 @@ struct export_work {
   bool made_dir;
   size_t cur;                   /* disk being copied, for progress */
   struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
+  struct rp_rate rate;          /* export-rate-limit, over all its disks */
 };
 
 /* May WHO create files in PATH?  Checked in a child that takes the caller's
@@ -259,6 +261,7 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     disks = NULL;
     w->uid = who->uid;
     w->gid = who->gid;
+    rp_rate_init (&w->rate, sys->conf->export_rate);
   }
   pthread_mutex_unlock (&sys->core->lock);
   free (e);
@@ -303,6 +306,7 @@ work_free (struct export_work *w)
   free (w->tmp);
   free (w->final);
   rp_strv_free (w->disks);
+  rp_rate_destroy (&w->rate);
   free (w);
 }
 
@@ -489,7 +493,8 @@ export_disk (struct export_work *w, const char *disk, char **why)
     CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
     char *e = NULL;
     int r = rp_copy_disk (sys->nbd_path, ename, diff ? xname : NULL, target,
-                          name, run, &w->job->cancel, progress, w, NULL, &e);
+                          name, run, &w->job->cancel, &w->rate, progress, w,
+                          NULL, &e);
     if (r == ECANCELED)
       rv = -1;
     else if (r) {

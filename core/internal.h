@@ -294,13 +294,15 @@ int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
 
 /* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
  * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
- * qcow2 (already created).  PROGRESS(opaque, done, total) may be called from
- * worker threads.  Returns 0, or an errno with *err. */
+ * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.
+ * PROGRESS(opaque, done, total) may be called from worker threads.  Returns
+ * 0, or an errno with *err. */
+struct rp_rate;
 typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct rp_copy_stats { uint64_t copied, zeroed, total; };
 int rp_copy_disk (const char *src_sock, const char *src_export,
                   const char *bitmap, const char *dst_path,
                   const char *dst_name, const char *run_dir, atomic_bool *cancel,
-                  rp_progress_fn progress, void *opaque,
+                  struct rp_rate *rate, rp_progress_fn progress, void *opaque,
                   struct rp_copy_stats *stats, char **err);
 #endif

@@ -40,6 +40,16 @@ disk sdb = $IMAGES/does-not-exist.qcow2
 EOF
 start_fails "$STORE" "vm1.conf:3"
 
+step "export-rate-limit that is not a rate: vm1.conf:3 and the expected form"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+disk sda = $(img_of vm1 sda)
+# line 2
+export-rate-limit = 100 MB/s
+EOF
+start_fails "$STORE" "vm1.conf:3" "export-rate-limit '100 MB/s'" "e.g. '200M'"
+
 step "raw image (no persistent tracking): vm1.conf:2 and the way out"
 new_store
 good_conf vm1

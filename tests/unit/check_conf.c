@@ -104,18 +104,21 @@ START_TEST (test_running_vm)
   ck_assert_int_eq (c->agent_timeout, 10);
   ck_assert_int_eq (c->fallback_crash, 0);
   ck_assert_ptr_null (c->vm_definition);
+  ck_assert_uint_eq (c->export_rate, 0);
   rp_conf_free (c);
 
   c = parse ("qmp = /run/vm/web01.qmp\n"
              "guest-agent = /run/vm/web01.qga  # qemu-guest-agent\n"
              "guest-agent-timeout = 30\n"
              "consistency-fallback = crash\n"
+             "export-rate-limit = 200M/s  # MiB per second\n"
              "vm-definition = /etc/libvirt/qemu/web01.xml\n"
              "disk sda = /img/a.qcow2\n"
              "node sda = sda\n");
   ck_assert_str_eq (c->agent, "/run/vm/web01.qga");
   ck_assert_int_eq (c->agent_timeout, 30);
   ck_assert_int_eq (c->fallback_crash, 1);
+  ck_assert_uint_eq (c->export_rate, 200ull << 20);
   ck_assert_str_eq (c->vm_definition, "/etc/libvirt/qemu/web01.xml");
   rp_conf_free (c);
 }
@@ -137,12 +140,12 @@ START_TEST (test_line_errors)
               FILE_ ":2: unknown key 'memory' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description)");
+              "description, export-rate-limit)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description)");
+              "description, export-rate-limit)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
@@ -236,6 +239,17 @@ START_TEST (test_qmp_errors)
   expect_err ("disk sda = /a\nconsistency-fallback = crash\n"
               "consistency-fallback = fail\n",
               FILE_ ":3: 'consistency-fallback' is given twice (first on "
+              "line 2)");
+  expect_err ("disk sda = /a\nexport-rate-limit = 10 MB/s\n",
+              FILE_ ":2: export-rate-limit '10 MB/s' is not a rate: bytes "
+              "per second, with K, M, G or T for KiB, MiB, GiB or TiB "
+              "(e.g. '200M'), at least 1M; 0 for no cap");
+  expect_err ("disk sda = /a\nexport-rate-limit = 512K\n",
+              FILE_ ":2: export-rate-limit '512K' is not a rate: bytes "
+              "per second, with K, M, G or T for KiB, MiB, GiB or TiB "
+              "(e.g. '200M'), at least 1M; 0 for no cap");
+  expect_err ("disk sda = /a\nexport-rate-limit = 1G\nexport-rate-limit = 0\n",
+              FILE_ ":3: 'export-rate-limit' is given twice (first on "
               "line 2)");
   expect_err ("qmp = /s\nqmp = /t\ndisk sda = /a\n",
               FILE_ ":2: 'qmp' is given twice (first on line 1)");
