@@ -6,10 +6,7 @@
 # the best time counts.  Prints times, throughput and the throughput ratio
 # rpfs/nbdcopy (= nbdcopy time / cp time), and checks that both copies hold
 # the same data and are sparse.  Then it times the halves of cp's work apart
-# (reads through the mount; writes of a local cp) to show what dominates,
-# and, for information, cp with the mount's readahead (read_ahead_kb of its
-# backing device info, which goes away with the mount) set otherwise: to the
-# kernel's default 128 KiB if rpfs raised it, else to 1 MiB.
+# (reads through the mount; writes of a local cp) to show what dominates.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -55,9 +52,9 @@ say "qemu-img compare cp output vs nbdcopy output: $CMP"
 CP_DU=$(du_bytes "$CP_OUT")
 
 # Where cp's time goes: cp is one thread that alternates a 128 KiB read
-# (through FUSE: from the page cache if readahead got there first, else a
-# request rpfs answers with an NBD read from qemu-storage-daemon) and a
-# 128 KiB write into the page cache.  Time the two halves apart.
+# (with --sparse=always cp sizes its buffer for the destination; each read
+# is one FUSE request, which rpfs answers from its read-ahead, prefetch.c)
+# and a 128 KiB write into the page cache.  Time the two halves apart.
 t0=$(now)
 for ((off = 0; off < SIZE_GIB * 1024; off += 128)); do # the data chunks
   dd if="$SRC" of=/dev/null bs=128K skip=$((off * 8)) count=512 status=none
@@ -82,25 +79,6 @@ t0=$(now)
 nbdcopy "$URI" null:
 t1=$(now)
 say "nbdcopy to null (its reads alone): $(secs "$t0" "$t1") s"
-
-BDI=/sys/class/bdi/$(mountpoint -d "$MNT")/read_ahead_kb
-if [[ -w $BDI ]]; then
-  RA=$(cat "$BDI")
-  ALT=1024
-  ((RA < 1024)) || ALT=128
-  echo "$ALT" >"$BDI"
-  best_ra=""
-  for run in 1 2; do
-    rm -f "$CP_OUT"
-    settle
-    t0=$(now)
-    cp --sparse=always "$SRC" "$CP_OUT"
-    t1=$(now)
-    best_ra=$(min "${best_ra:-$(secs "$t0" "$t1")}" "$(secs "$t0" "$t1")")
-  done
-  echo "$RA" >"$BDI"
-  say "cp --sparse=always with the mount's read_ahead_kb at $ALT instead of $RA, best of 2: $best_ra s (ratio $(ratio "$best_nc" "$best_ra"))"
-fi
 
 result "cp --sparse=always, best of 2 (s)" "$best_cp"
 result "nbdcopy, best of 2 (s)" "$best_nc"

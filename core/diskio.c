@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "extent.h"
+#include "prefetch.h"
 
 #define STATUS_CHUNK (1ull << 30)
 #define POOL 4
@@ -28,6 +29,7 @@ struct rp_disk_io {
   unsigned n;
   atomic_uint next;
   uint64_t size;
+  struct rp_prefetch *pf;       /* point-in-time disks: read-ahead */
 };
 
 /* Take a free connection of the pool (or wait for one); returns its index. */
@@ -100,6 +102,8 @@ connect_export (struct rp_system *sys, const char *name, int *err)
   return NULL;
 }
 
+static int pool_read (void *opaque, void *buf, size_t len, uint64_t off);
+
 struct rp_disk_io *
 rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
               bool write, int *rv)
@@ -140,6 +144,7 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
     rp->busy++;
     pthread_mutex_unlock (&sys->core->lock);
     io->rp = rp;
+    io->pf = rp_prefetch_new (io->size, io->n, pool_read, io);
   }
   return io;
 }
@@ -149,6 +154,7 @@ rp_disk_close (struct rp_disk_io *io)
 {
   if (!io)
     return;
+  rp_prefetch_free (io->pf);    /* its threads read with the pool */
   for (unsigned i = 0; i < io->n; i++) {
     nbd_shutdown (io->pool[i], 0);
     nbd_close (io->pool[i]);
@@ -163,6 +169,18 @@ rp_disk_close (struct rp_disk_io *io)
   free (io);
 }
 
+/* One NBD read on a free connection of the pool: 0 or -errno. */
+static int
+pool_read (void *opaque, void *buf, size_t len, uint64_t off)
+{
+  struct rp_disk_io *io = opaque;
+  unsigned i = take (io);
+  int r = nbd_pread (io->pool[i], buf, len, off, 0);
+  int e = r == -1 ? nbd_errno () : 0;
+  pthread_mutex_unlock (&io->locks[i]);
+  return r == -1 ? -e : 0;
+}
+
 ssize_t
 rp_disk_pread (struct rp_disk_io *io, void *buf, size_t len, uint64_t off)
 {
@@ -170,13 +188,10 @@ rp_disk_pread (struct rp_disk_io *io, void *buf, size_t len, uint64_t off)
     return 0;
   if (len > io->size - off)
     len = io->size - off;
-  unsigned i = take (io);
-  int r = nbd_pread (io->pool[i], buf, len, off, 0);
-  int e = r == -1 ? nbd_errno () : 0;
-  pthread_mutex_unlock (&io->locks[i]);
-  if (r == -1)
-    return -e;
-  return (ssize_t) len;
+  if (io->pf)
+    return rp_prefetch_read (io->pf, buf, len, off);
+  int r = pool_read (io, buf, len, off);
+  return r < 0 ? r : (ssize_t) len;
 }
 
 ssize_t
@@ -228,6 +243,7 @@ int64_t
 rp_disk_seek (struct rp_disk_io *io, uint64_t off, int whence)
 {
   bool data = whence == SEEK_DATA;
+  uint64_t from = off;
   if (off >= io->size)
     return -ENXIO;
   struct rp_extents list = { 0 };
@@ -244,6 +260,8 @@ rp_disk_seek (struct rp_disk_io *io, uint64_t off, int whence)
       r = (int64_t) (at < io->size ? at : io->size);
       if (data && at >= io->size)
         r = -ENXIO;
+      else if (!data && io->pf && (uint64_t) r > from)
+        rp_prefetch_hint (io->pf, from, (uint64_t) r);  /* data: [from, r) */
       break;
     }
     const struct rp_extent *last = &list.v[list.n - 1];

@@ -31,7 +31,6 @@ struct fs_state {
   gid_t gid;
   time_t start;                   /* times shown on every node */
   bool debug;                     /* -d: say why inotify emulation failed */
-  char *mountpoint;               /* absolute */
 };
 
 static inline struct fs_state *
@@ -67,9 +66,5 @@ fs_cleanup_strv (void *ptr)
     rp_strv_free (v);
 }
 #define AUTO_STRV __attribute__ ((cleanup (fs_cleanup_strv)))
-
-/* readahead.c: give the mount 1 MiB of readahead (best effort), shortly
- * after INIT (whose reply can only lower it): call from the init callback. */
-void fs_raise_readahead_soon (const char *mountpoint);
 
 #endif

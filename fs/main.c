@@ -303,7 +303,6 @@ main (int argc, char *argv[])
   fs.gid = getgid ();
   fs.start = time (NULL);
   fs.debug = cmd.debug;
-  fs.mountpoint = realpath (cmd.mountpoint, NULL);
 
   fuse = fuse_new (&args, &fs_operations, sizeof fs_operations, &fs);
   if (fuse == NULL)

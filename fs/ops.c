@@ -378,13 +378,12 @@ fs_init (struct fuse_conn_info *conn, struct fuse_config *cfg)
   cfg->negative_timeout = 0;
   cfg->use_ino = 0;
   cfg->nullpath_ok = 0;
-  /* direct_io is chosen per open file (fs_open): control files and current
-   * disks bypass the page cache, point-in-time disks use it. */
+  /* direct_io is set per open file (fs_open): every file bypasses the page
+   * cache; point-in-time disks are read ahead in the core instead. */
   cfg->direct_io = 0;
   cfg->kernel_cache = 0;
-  /* Cached reads must not revalidate attributes (a getattr of a disk asks
-   * QEMU for the allocation of the whole disk): the only cached files are
-   * point-in-time disks, which never change. */
+  /* No cached data to revalidate (a getattr of a disk asks QEMU for the
+   * allocation of the whole disk). */
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   cfg->auto_cache = 0;
   /* The notifier's unlink must reach us even if the file is open, not be
@@ -394,10 +393,7 @@ fs_init (struct fuse_conn_info *conn, struct fuse_config *cfg)
    * as a separate truncate. */
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
     conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-  struct fs_state *fs = fuse_get_context ()->private_data;
-  if (fs && fs->mountpoint)
-    fs_raise_readahead_soon (fs->mountpoint);
-  return fs;
+  return fuse_get_context ()->private_data;
 }
 
 const struct fuse_operations fs_operations = {

@@ -23,7 +23,7 @@
  * that makes it invalid fails and puts back the value the file had at open.
  *
  * Disk files are opened in the core (rp_disk_open) and read and written
- * through it.  Their size is fixed (they are disks): O_TRUNC or a truncate
+ * through it, direct_io like everything else (so mmap is MAP_PRIVATE only).  Their size is fixed (they are disks): O_TRUNC or a truncate
  * that would change it fails with EINVAL rather than leave stale data behind
  * a cp that believed the file was emptied. */
 #include <errno.h>
@@ -171,10 +171,10 @@ fs_open (const char *path, struct fuse_file_info *fi)
 
  ok:
   fi->fh = (uintptr_t) h;
-  /* A point-in-time disk never changes while open: the page cache and the
-   * kernel's readahead (several reads in flight) serve it far faster than
-   * one synchronous NBD read per read(2).  Everything else is direct. */
-  fi->direct_io = !(h->kind == H_DISK && h->rp != NULL);
+  /* Everything is direct: each read(2) reaches fs_read.  A point-in-time
+   * disk is read ahead in the core (prefetch.c) instead of the page cache,
+   * which costs a page allocation and a copy more per byte. */
+  fi->direct_io = 1;
   fi->keep_cache = 0;
   return 0;
 
