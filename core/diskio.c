@@ -2,8 +2,8 @@
  * writable NBD export cur.<i>) and referencepoints/<rp>/disks/<id> (the
  * point-in-time disk, over rp.<seq>.<i>).  Each open file has its own NBD
  * connections: one for a current disk (writable exports do not advertise
- * multi-conn), POOL for a point-in-time disk, so that the kernel's parallel
- * readahead requests are not serialised by one handle's synchronous calls. */
+ * multi-conn), POOL for a point-in-time disk, which its read-ahead threads
+ * (prefetch.c) and direct reads share. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
