@@ -40,6 +40,22 @@ rate_over() {
     sed 's/.*rate_kib=\([0-9]*\).*/\1/' | awk '{ s += $1; n++ } END { printf "%.0f", n ? s / n : 0 }'
 }
 
+# export_window RP DIR WHAT: start an export of RP into DIR, set RATE to the
+# guest's write rate over a 6 s window inside it, wait for the job.
+export_window() {
+  local t0 state
+  mkdir -p "$2"
+  start_export "$1" "$2"
+  t0=$(now)
+  say "guest writes while $3 (job $JOB, 6 s window)"
+  RATE=$(rate_over 6)
+  state=$(cat "$MNT/jobs/$JOB/JobState")
+  say "  $RATE KiB/s (job state at the end of the window: $state)"
+  [[ $state == 4 ]] || say "  warning: the export ended inside the window; the figure mixes both"
+  wait_job "$JOB"
+  say "  export took $(secs "$t0" "$(now)") s"
+}
+
 # ---------------------------------------------------------------- 1. throughput
 STORE=$BWORK/store
 mkdir -p "$STORE/systems" "$BWORK/images"
@@ -67,16 +83,8 @@ mkdir "$RPS/rp1"
 say "guest writes while rp1 keeps its point-in-time data (10 s)"
 r1=$(rate_over 10)
 say "  $r1 KiB/s"
-mkdir -p "$BWORK/e1"
-start_export "$RPS/rp1" "$BWORK/e1"
-t0=$(now)
-say "guest writes while rp1 is exported (job $JOB, 6 s window)"
-r2=$(rate_over 6)
-state=$(cat "$MNT/jobs/$JOB/JobState")
-say "  $r2 KiB/s (job state at the end of the window: $state)"
-[[ $state == 4 ]] || say "  warning: the export ended inside the window; the figure mixes both"
-wait_job "$JOB"
-say "  export took $(secs "$t0" "$(now)") s"
+export_window "$RPS/rp1" "$BWORK/e1" "rp1 is exported"
+r2=$RATE
 
 # The same with export-rate-limit (BENCH_VM_RATE, default 64M): remount with
 # the cap in the definition, a new reference point, the same window.
@@ -86,16 +94,8 @@ mount_rpfs
 rmdir "$RPS/rp1"
 mkdir "$RPS/rp2"
 sleep 2
-mkdir -p "$BWORK/e2"
-start_export "$RPS/rp2" "$BWORK/e2"
-t0=$(now)
-say "guest writes while rp2 is exported with export-rate-limit = $VM_RATE (job $JOB, 6 s window)"
-r3=$(rate_over 6)
-state=$(cat "$MNT/jobs/$JOB/JobState")
-say "  $r3 KiB/s (job state at the end of the window: $state)"
-[[ $state == 4 ]] || say "  warning: the export ended inside the window; the figure mixes both"
-wait_job "$JOB"
-say "  export took $(secs "$t0" "$(now)") s"
+export_window "$RPS/rp2" "$BWORK/e2" "rp2 is exported with export-rate-limit = $VM_RATE"
+r3=$RATE
 result "guest writes, no reference point (KiB/s)" "$r0"
 result "guest writes during fleecing / none" "$(ratio "$r1" "$r0")"
 result "guest writes during an export / none" "$(ratio "$r2" "$r0")" ">= 0.8"

@@ -218,16 +218,14 @@ static bool
 parse_rate (struct parser *ps, unsigned lineno, struct span val)
 {
   CLEANUP_FREE char *s = NULL;
-  uint64_t v;
   if (!set_once (ps, lineno, "export-rate-limit", &ps->rate_line, &s, val))
     return false;
-  if (!rp_rate_parse (s, &v)) {
+  if (!rp_rate_parse (s, &ps->c->export_rate)) {
     set_err (ps->err, ps->file, lineno, "export-rate-limit '%s' is not a "
              "rate: bytes per second, with K, M, G or T for KiB, MiB, GiB "
              "or TiB (e.g. '200M'), at least 1M; 0 for no cap", s);
     return false;
   }
-  ps->c->export_rate = v;
   return true;
 }
 

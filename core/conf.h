@@ -5,6 +5,7 @@
 #define RPFS_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct rp_conf_disk {
   char *id;        /* [A-Za-z0-9_.-]{1,64}, unique in the system */
@@ -24,8 +25,8 @@ struct rp_conf {
   int fallback_crash;         /* "consistency-fallback = crash" (1) | fail */
   char *vm_definition;        /* "vm-definition = /path" (e.g. libvirt XML) */
   char *description;          /* "description = text", or NULL */
-  unsigned long long export_rate; /* "export-rate-limit = 200M": bytes/s,
-                                     0 (the default) for no cap */
+  uint64_t export_rate;       /* "export-rate-limit = 200M": bytes/s, 0
+                                 (the default) for no cap */
   char *text;                 /* the whole file, as read */
 };
 

@@ -102,7 +102,17 @@ connect_export (struct rp_system *sys, const char *name, int *err)
   return NULL;
 }
 
-static int pool_read (void *opaque, void *buf, size_t len, uint64_t off);
+/* One NBD read on a free connection of the pool: 0 or -errno. */
+static int
+pool_read (void *opaque, void *buf, size_t len, uint64_t off)
+{
+  struct rp_disk_io *io = opaque;
+  unsigned i = take (io);
+  int r = nbd_pread (io->pool[i], buf, len, off, 0);
+  int e = r == -1 ? nbd_errno () : 0;
+  pthread_mutex_unlock (&io->locks[i]);
+  return r == -1 ? -e : 0;
+}
 
 struct rp_disk_io *
 rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
@@ -167,18 +177,6 @@ rp_disk_close (struct rp_disk_io *io)
     rp_refpoint_put (io->rp);
   }
   free (io);
-}
-
-/* One NBD read on a free connection of the pool: 0 or -errno. */
-static int
-pool_read (void *opaque, void *buf, size_t len, uint64_t off)
-{
-  struct rp_disk_io *io = opaque;
-  unsigned i = take (io);
-  int r = nbd_pread (io->pool[i], buf, len, off, 0);
-  int e = r == -1 ? nbd_errno () : 0;
-  pthread_mutex_unlock (&io->locks[i]);
-  return r == -1 ? -e : 0;
 }
 
 ssize_t
