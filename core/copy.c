@@ -71,6 +71,9 @@ connect_to (const char *sock, const char *export, const char *bitmap,
     goto fail;
   if (export && nbd_set_export_name (h, export) == -1)
     goto fail;
+  /* Reads are checked before their buffer is used: no need to zero it. */
+  if (nbd_set_pread_initialize (h, false) == -1)
+    goto fail;
   if (bitmap) {
     CLEANUP_FREE char *ctx = rp_asprintf ("qemu:dirty-bitmap:%s", bitmap);
     if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1

@@ -84,7 +84,10 @@ connect_export (struct rp_system *sys, const char *name, int *err)
       *err = ENOMEM;
       return NULL;
     }
+    /* Every read's result is checked before its buffer is used, so
+     * libnbd need not zero each buffer first (a memset of every byte). */
     if (nbd_set_export_name (h, name) != -1
+        && nbd_set_pread_initialize (h, false) != -1
         && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) != -1
         && nbd_connect_unix (h, sys->nbd_path) != -1)
       return h;
