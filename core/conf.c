@@ -2,6 +2,7 @@
  * Both work on a byte buffer that need not be NUL-terminated, and every error
  * names the file and line so that start-up failures point at the fix. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
 #define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
   "guest-agent-timeout, consistency-fallback, vm-definition, description, " \
-  "export-rate-limit"
+  "export-rate-limit, export-nice"
 
 /* A byte range of the input. */
 struct span {
@@ -126,7 +127,7 @@ struct parser {
   struct rp_conf *c;
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
-  unsigned fallback_line, vmdef_line, rate_line;
+  unsigned fallback_line, vmdef_line, rate_line, nice_line;
   struct node_line *nodes;
   size_t nnodes;
 };
@@ -196,21 +197,24 @@ set_path (struct parser *ps, unsigned lineno, const char *key,
   return set_once (ps, lineno, key, seen, dst, val);
 }
 
+/* KEY = a whole number from LO to HI ("... is not WHAT from LO to HI"). */
 static bool
-parse_timeout (struct parser *ps, unsigned lineno, struct span val)
+parse_int (struct parser *ps, unsigned lineno, const char *key,
+           unsigned *seen, struct span val, long lo, long hi,
+           const char *what, int *out)
 {
   CLEANUP_FREE char *s = NULL;
-  if (!set_once (ps, lineno, "guest-agent-timeout", &ps->timeout_line, &s,
-                 val))
+  if (!set_once (ps, lineno, key, seen, &s, val))
     return false;
   char *end;
+  errno = 0;
   long v = strtol (s, &end, 10);
-  if (*end || end == s || v < 1 || v > 600) {
-    set_err (ps->err, ps->file, lineno, "guest-agent-timeout '%s' is not a "
-             "number of seconds from 1 to 600", s);
+  if (*end || end == s || errno || v < lo || v > hi) {
+    set_err (ps->err, ps->file, lineno, "%s '%s' is not %s from %ld to %ld",
+             key, s, what, lo, hi);
     return false;
   }
-  ps->c->agent_timeout = (int) v;
+  *out = (int) v;
   return true;
 }
 
@@ -346,7 +350,8 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
       && !span_is (word, "guest-agent") && !span_is (word, "vm-definition")
       && !span_is (word, "guest-agent-timeout")
       && !span_is (word, "consistency-fallback")
-      && !span_is (word, "export-rate-limit")) {
+      && !span_is (word, "export-rate-limit")
+      && !span_is (word, "export-nice")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
     return false;
@@ -377,7 +382,12 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
     return set_path (ps, lineno, "vm-definition", &ps->vmdef_line,
                      &ps->c->vm_definition, val);
   if (span_is (word, "guest-agent-timeout"))
-    return parse_timeout (ps, lineno, val);
+    return parse_int (ps, lineno, "guest-agent-timeout", &ps->timeout_line,
+                      val, 1, 600, "a number of seconds",
+                      &ps->c->agent_timeout);
+  if (span_is (word, "export-nice"))
+    return parse_int (ps, lineno, "export-nice", &ps->nice_line, val, 0, 19,
+                      "a nice value", &ps->c->export_nice);
   if (span_is (word, "consistency-fallback"))
     return parse_fallback (ps, lineno, val);
   if (span_is (word, "export-rate-limit"))
@@ -460,6 +470,7 @@ rp_conf_parse (const char *file, const char *name, const char *text,
 
   c->name = rp_strdup (name);
   c->agent_timeout = 10;
+  c->export_nice = 19;
   c->text = rp_calloc (1, len + 1);
   memcpy (c->text, text, len);
 

@@ -27,6 +27,9 @@ struct rp_conf {
   char *description;          /* "description = text", or NULL */
   uint64_t export_rate;       /* "export-rate-limit = 200M": bytes/s, 0
                                  (the default) for no cap */
+  int export_nice;            /* "export-nice = N" (0..19, default 19): the
+                                 nice value of an export's threads and of
+                                 the processes they start */
   char *text;                 /* the whole file, as read */
 };
 
@@ -35,7 +38,7 @@ struct rp_conf {
  * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
  * missing '=', a "node" line without "qmp" or naming no disk, a disk without
  * "node" when there is "qmp", "guest-agent" without "qmp", a relative path
- * for qmp / guest-agent / vm-definition, a bad timeout, fallback or rate; no disk
+ * for qmp / guest-agent / vm-definition, a bad timeout, fallback, rate or nice value; no disk
  * at all or a bad NAME: "FILE: message".
  * A trailing comment starts at a '#' after a space or tab.  An upper-case
  * UUID is accepted and stored in lower case. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -687,6 +688,20 @@ rp_export_cleanup (struct rp_core *core)
     closedir (d);
 }
 
+/* An export is background work: this thread takes the system's
+ * export-nice value, and the copy workers it creates and the processes it
+ * starts (qemu-nbd, qemu-img) inherit it, so the guest and everything else
+ * on the host come first and an idle host still gives the export all it
+ * can use.  Linux keeps a nice value per thread; FUSE threads keep theirs. */
+static void
+background (struct rp_system *sys)
+{
+  int nice = sys->conf->export_nice;
+  if (setpriority (PRIO_PROCESS, (id_t) gettid (), nice) != 0)
+    fprintf (stderr, "rpfs: %s: export at nice %d: %s; the export runs at "
+             "rpfs's own priority\n", sys->name, nice, strerror (errno));
+}
+
 static void *
 export_thread (void *opaque)
 {
@@ -698,6 +713,7 @@ export_thread (void *opaque)
   struct stat st;
 
   rp_job_set_state (job, JS_RUNNING);
+  background (w->rp->sys);
   if (stat (w->dir, &st) != 0) {
     if (mkdir (w->dir, 0755) != 0) {
       why = rp_asprintf ("cannot create %s: %s", w->dir, strerror (errno));

@@ -40,6 +40,7 @@ struct child
   int ep;                       /* exec-error pipe, write end */
   const char *cwd;
   pid_t parent;                 /* != 0: own group, die with the parent */
+  int nice;                     /* the nice value of the thread that asked */
 };
 
 /* The environment minus sd_listen_fds's variables (never pass on our own
@@ -147,6 +148,10 @@ child_exec (struct child *c)
 
   if (c->cwd && chdir (c->cwd) < 0)
     child_fail (ep, errno);
+  /* A daemon may be forked by the spawner thread: give it the priority of
+   * the thread that asked, as a fork from that thread would (an export's
+   * qemu-nbd runs at export-nice).  Best effort, as in that thread. */
+  setpriority (PRIO_PROCESS, 0, c->nice);
   if (c->parent)
     {
       setpgid (0, 0);           /* so rp_proc_stop can signal the group */
@@ -291,13 +296,23 @@ start_in_spawner (struct child *c, int ep[2])
   return pid;
 }
 
+/* Linux keeps a nice value per thread. */
+static int
+thread_nice (void)
+{
+  errno = 0;
+  int n = getpriority (PRIO_PROCESS, (id_t) gettid ());
+  return errno ? 0 : n;
+}
+
 pid_t
 rp_proc_spawn (char *const argv[], const int *keep_fds, int nkeep,
                int listen_fd, const char *logfile)
 {
   struct child c = { .argv = argv, .fd1 = -1, .fd2 = -1,
                      .listen_fd = listen_fd, .keep = keep_fds,
-                     .nkeep = nkeep, .hi = 10, .parent = getpid () };
+                     .nkeep = nkeep, .hi = 10, .parent = getpid (),
+                     .nice = thread_nice () };
   int ep[2], logfd = -1, i, saved;
   pid_t pid = -1;
 
@@ -384,7 +399,7 @@ int
 rp_proc_run (char *const argv[], const char *cwd, char **out, char **err)
 {
   struct child c = { .argv = argv, .fd1 = -1, .fd2 = -1, .listen_fd = -1,
-                     .hi = 2, .cwd = cwd };
+                     .hi = 2, .cwd = cwd, .nice = thread_nice () };
   struct buf b[2] = { { 0 }, { 0 } };
   struct pollfd p[2] = { { .fd = -1 }, { .fd = -1 } };
   int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, ep[2], status, saved, i;

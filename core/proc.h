@@ -8,7 +8,8 @@
 /* Start ARGV[0] (searched in PATH) with the given fds kept open at the same
  * numbers (all other fds closed, stdin /dev/null, stdout and stderr to
  * LOGFILE appended, or inherited if NULL), in its own process group, with
- * PR_SET_PDEATHSIG SIGTERM.  If LISTEN_FD >= 0 it is passed by systemd socket
+ * PR_SET_PDEATHSIG SIGTERM, at the nice value of the calling thread (whichever
+ * thread forks it).  If LISTEN_FD >= 0 it is passed by systemd socket
  * activation (dup'd to fd 3, LISTEN_PID/LISTEN_FDS set).  Returns the pid or
  * -1 with errno (exec failures included; EINVAL if a keep fd is 0-2, or 3
  * together with LISTEN_FD).  Returns after the exec. */

@@ -105,6 +105,7 @@ START_TEST (test_running_vm)
   ck_assert_int_eq (c->fallback_crash, 0);
   ck_assert_ptr_null (c->vm_definition);
   ck_assert_uint_eq (c->export_rate, 0);
+  ck_assert_int_eq (c->export_nice, 19);
   rp_conf_free (c);
 
   c = parse ("qmp = /run/vm/web01.qmp\n"
@@ -112,6 +113,7 @@ START_TEST (test_running_vm)
              "guest-agent-timeout = 30\n"
              "consistency-fallback = crash\n"
              "export-rate-limit = 200M/s  # MiB per second\n"
+             "export-nice = 0\n"
              "vm-definition = /etc/libvirt/qemu/web01.xml\n"
              "disk sda = /img/a.qcow2\n"
              "node sda = sda\n");
@@ -119,6 +121,7 @@ START_TEST (test_running_vm)
   ck_assert_int_eq (c->agent_timeout, 30);
   ck_assert_int_eq (c->fallback_crash, 1);
   ck_assert_uint_eq (c->export_rate, 200ull << 20);
+  ck_assert_int_eq (c->export_nice, 0);
   ck_assert_str_eq (c->vm_definition, "/etc/libvirt/qemu/web01.xml");
   rp_conf_free (c);
 }
@@ -140,12 +143,12 @@ START_TEST (test_line_errors)
               FILE_ ":2: unknown key 'memory' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit)");
+              "description, export-rate-limit, export-nice)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit)");
+              "description, export-rate-limit, export-nice)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
@@ -232,6 +235,17 @@ START_TEST (test_qmp_errors)
   expect_err ("disk sda = /a\nguest-agent-timeout = 10s\n",
               FILE_ ":2: guest-agent-timeout '10s' is not a number of "
               "seconds from 1 to 600");
+  expect_err ("disk sda = /a\nexport-nice = 20\n",
+              FILE_ ":2: export-nice '20' is not a nice value from 0 to 19");
+  expect_err ("disk sda = /a\nexport-nice = -5\n",
+              FILE_ ":2: export-nice '-5' is not a nice value from 0 to 19");
+  expect_err ("disk sda = /a\nexport-nice = low\n",
+              FILE_ ":2: export-nice 'low' is not a nice value from 0 to 19");
+  expect_err ("disk sda = /a\nexport-nice = 99999999999999999999\n",
+              FILE_ ":2: export-nice '99999999999999999999' is not a nice "
+              "value from 0 to 19");
+  expect_err ("disk sda = /a\nexport-nice = 5\nexport-nice = 5\n",
+              FILE_ ":3: 'export-nice' is given twice (first on line 2)");
   expect_err ("disk sda = /a\nconsistency-fallback = maybe\n",
               FILE_ ":2: consistency-fallback 'maybe' is neither 'crash' "
               "(make a crash-consistent reference point when the guest "

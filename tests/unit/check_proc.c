@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -228,6 +229,57 @@ START_TEST (test_spawn_thread_exit)
 }
 END_TEST
 
+/* A child gets the nice value of the thread that asked for it, whichever
+ * thread forks it (daemons: the spawner; rp_proc_run: the caller). */
+static int
+nice_of (pid_t pid)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  char *p = strrchr (slurp (path), ')');  /* after "pid (comm)": state is field 3 */
+  int field = 2, n = -100;
+  for (; p && *p; p++)
+    if (*p == ' ' && ++field == 19) {
+      n = atoi (p + 1);
+      break;
+    }
+  return n;
+}
+
+static void *
+spawn_at_nice (void *arg)
+{
+  char *sleep100[] = { "sleep", "100", NULL };
+  char *own[] = { "sh", "-c", "cut -d' ' -f19 /proc/self/stat", NULL };
+  char **out = arg;
+
+  ck_assert_int_eq (setpriority (PRIO_PROCESS, (id_t) gettid (), 7), 0);
+  pid_t pid = rp_proc_spawn (sleep100, NULL, 0, -1, NULL);
+  ck_assert_int_gt (pid, 0);
+  ck_assert_int_eq (nice_of (pid), 7);
+  ck_assert_int_eq (rp_proc_stop (pid, 100), 1);
+  ck_assert_int_eq (rp_proc_run (own, NULL, out, NULL), 0);
+  return NULL;
+}
+
+START_TEST (test_nice_of_caller)
+{
+  pthread_t t;
+  char *out = NULL;
+  char *sleep100[] = { "sleep", "100", NULL };
+
+  ck_assert_int_eq (pthread_create (&t, NULL, spawn_at_nice, &out), 0);
+  pthread_join (t, NULL);
+  ck_assert_str_eq (out, "7\n");
+  free (out);
+  /* This thread kept its own value, and so do its children. */
+  pid_t pid = rp_proc_spawn (sleep100, NULL, 0, -1, NULL);
+  ck_assert_int_eq (nice_of (pid), nice_of (getpid ()));
+  ck_assert_int_ne (nice_of (pid), 7);
+  ck_assert_int_eq (rp_proc_stop (pid, 100), 1);
+}
+END_TEST
+
 /* ...but not the exit of the process. */
 START_TEST (test_parent_death)
 {
@@ -416,6 +468,7 @@ main (void)
   tcase_add_test (tc, test_spawn_malloc_tunables);
   tcase_add_test (tc, test_socket_activation);
   tcase_add_test (tc, test_unix_listen);
+  tcase_add_test (tc, test_nice_of_caller);
   suite_add_tcase (s, tc);
   sr = srunner_create (s);
   srunner_run_all (sr, CK_NORMAL);
