@@ -24,6 +24,7 @@ nbd_child() {
 }
 # threads_at PID NICE: how many threads of PID run at NICE.
 threads_at() { ps -L -o ni= -p "$1" | awk -v n="$2" '$1 == n { c++ } END { print c + 0 }'; }
+# shellcheck disable=SC2317 # called through wait_until
 none_at() { [[ $(threads_at "$1" "$2") == 0 ]]; }
 
 # check_export NICE: export a new reference point and check, while it runs,
