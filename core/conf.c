@@ -224,10 +224,16 @@ parse_rate (struct parser *ps, unsigned lineno, struct span val)
   CLEANUP_FREE char *s = NULL;
   if (!set_once (ps, lineno, "export-rate-limit", &ps->rate_line, &s, val))
     return false;
+  if (!strcmp (s, "auto")) {
+    ps->c->export_rate_auto = 1;
+    return true;
+  }
+  ps->c->export_rate_auto = 0;
   if (!rp_rate_parse (s, &ps->c->export_rate)) {
     set_err (ps->err, ps->file, lineno, "export-rate-limit '%s' is not a "
              "rate: bytes per second, with K, M, G or T for KiB, MiB, GiB "
-             "or TiB (e.g. '200M'), at least 1M; 0 for no cap", s);
+             "or TiB (e.g. '200M'), at least 1M; 0 for no cap; 'auto' for a "
+             "running VM", s);
     return false;
   }
   return true;
@@ -440,6 +446,14 @@ check_conf (struct parser *ps)
     d->node = n->node;
     n->node = NULL;
   }
+  if (c->export_rate_auto == 1 && !c->qmp) {
+    set_err (ps->err, ps->file, ps->rate_line, "'export-rate-limit = auto' "
+             "needs a 'qmp = SOCKET' line: it follows a running guest's "
+             "disk latency");
+    return false;
+  }
+  if (c->export_rate_auto < 0)
+    c->export_rate_auto = c->qmp != NULL;
   if (c->agent && !c->qmp) {
     set_err (ps->err, ps->file, ps->agent_line, "'guest-agent' needs a "
              "'qmp = SOCKET' line: only a running VM has a guest agent");
@@ -471,6 +485,7 @@ rp_conf_parse (const char *file, const char *name, const char *text,
   c->name = rp_strdup (name);
   c->agent_timeout = 10;
   c->export_nice = 19;
+  c->export_rate_auto = -1;
   c->text = rp_calloc (1, len + 1);
   memcpy (c->text, text, len);
 

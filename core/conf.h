@@ -27,6 +27,8 @@ struct rp_conf {
   char *description;          /* "description = text", or NULL */
   uint64_t export_rate;       /* "export-rate-limit = 200M": bytes/s, 0
                                  (the default) for no cap */
+  int export_rate_auto;       /* "export-rate-limit = auto" (adapt.h): 1;
+                                 the default with "qmp", else 0 */
   int export_nice;            /* "export-nice = N" (0..19, default 19): the
                                  nice value of an export's threads and of
                                  the processes they start */

@@ -24,6 +24,7 @@
 #include "args.h"
 #include "proc.h"
 #include "ratelimit.h"
+#include "adapt.h"
 
 
 struct export_work {
@@ -740,12 +741,17 @@ export_thread (void *opaque)
     goto done;
   }
   rv = write_meta (w, &why);
+  /* export-rate-limit = auto: pace the copies by the guest's latency. */
+  CLEANUP_FREE char *what = rp_asprintf ("export job %s", job->id);
+  struct rp_pacer *pacer = rv == RV_OK && w->rp->sys->conf->export_rate_auto
+    ? rp_pacer_start (w->rp->sys, &w->rate, what) : NULL;
   for (w->cur = 0; rv == RV_OK && w->disks[w->cur]; w->cur++) {
     if (atomic_load (&job->cancel))
       rv = -1;
     else
       rv = export_disk (w, w->disks[w->cur], &why);
   }
+  rp_pacer_stop (pacer);
   if (rv == RV_OK && atomic_load (&job->cancel))
     rv = -1;
   if (rv == RV_OK)

@@ -13,12 +13,12 @@
 uint64_t
 rp_rate_reserve (struct rp_rate *r, uint64_t now_ns, uint64_t len)
 {
-  if (!r->bytes_per_sec)
+  uint64_t bps = r->bytes_per_sec;
+  if (!bps)
     return 0;
   uint64_t start = r->next_ns > now_ns ? r->next_ns : now_ns;
   /* len * NS overflows only past 18 GB per request; split the product. */
-  uint64_t slot = len / r->bytes_per_sec * NS
-    + len % r->bytes_per_sec * NS / r->bytes_per_sec;
+  uint64_t slot = len / bps * NS + len % bps * NS / bps;
   r->next_ns = start + slot;
   return start - now_ns;
 }
@@ -29,6 +29,14 @@ rp_rate_init (struct rp_rate *r, uint64_t bytes_per_sec)
   r->bytes_per_sec = bytes_per_sec;
   r->next_ns = 0;
   pthread_mutex_init (&r->lock, NULL);
+}
+
+void
+rp_rate_set (struct rp_rate *r, uint64_t bytes_per_sec)
+{
+  pthread_mutex_lock (&r->lock);
+  r->bytes_per_sec = bytes_per_sec;
+  pthread_mutex_unlock (&r->lock);
 }
 
 void

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 struct rp_rate {
-  uint64_t bytes_per_sec;       /* 0: no cap */
+  _Atomic uint64_t bytes_per_sec;  /* 0: no cap; rp_rate_set changes it */
   uint64_t next_ns;             /* when the next slot starts */
   pthread_mutex_t lock;
 };
@@ -26,6 +26,8 @@ uint64_t rp_rate_reserve (struct rp_rate *r, uint64_t now_ns, uint64_t len);
 
 void rp_rate_init (struct rp_rate *r, uint64_t bytes_per_sec);
 void rp_rate_destroy (struct rp_rate *r);
+/* A new rate for the reads that reserve from now on (adapt.c). */
+void rp_rate_set (struct rp_rate *r, uint64_t bytes_per_sec);
 /* Wait for the slot of LEN bytes (R NULL or without a cap: at once).  Wakes
  * at least every 100 ms to look at *CANCEL; false if it was set. */
 bool rp_rate_wait (struct rp_rate *r, uint64_t len, atomic_bool *cancel);

@@ -50,6 +50,15 @@ export-rate-limit = 100 MB/s
 EOF
 start_fails "$STORE" "vm1.conf:3" "export-rate-limit '100 MB/s'" "e.g. '200M'"
 
+step "export-rate-limit = auto on a system that is not a running VM: vm1.conf:2"
+new_store
+good_conf vm1
+cat >"$STORE/systems/vm1.conf" <<EOF
+disk sda = $(img_of vm1 sda)
+export-rate-limit = auto
+EOF
+start_fails "$STORE" "vm1.conf:2" "needs a 'qmp = SOCKET' line"
+
 step "raw image (no persistent tracking): vm1.conf:2 and the way out"
 new_store
 good_conf vm1

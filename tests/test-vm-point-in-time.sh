@@ -105,5 +105,10 @@ step "the guest kept writing while the exports ran"
 S1=$(vm_seq vm1)
 ((S1 > S0)) || fail "the writer did not advance during the exports (seq $S0 -> $S1)"
 
+step "each export was paced by the guest's disk latency (export-rate-limit = auto, the default for a VM)"
+paced=$(grep -c "export job [0-9]* was paced by the guest's disk latency" "${_MNT_LOG[$MNT]}" || true)
+grep "was paced by\|too few disk requests" "${_MNT_LOG[$MNT]}" | sed 's/^/   /'
+assert_eq "$paced" 4 "exports that say in rpfs's log how the guest's latency paced them"
+
 umount_rpfs "$MNT"
 pass

@@ -106,6 +106,7 @@ START_TEST (test_running_vm)
   ck_assert_ptr_null (c->vm_definition);
   ck_assert_uint_eq (c->export_rate, 0);
   ck_assert_int_eq (c->export_nice, 19);
+  ck_assert_int_eq (c->export_rate_auto, 1);   /* the default with qmp */
   rp_conf_free (c);
 
   c = parse ("qmp = /run/vm/web01.qmp\n"
@@ -122,6 +123,7 @@ START_TEST (test_running_vm)
   ck_assert_int_eq (c->fallback_crash, 1);
   ck_assert_uint_eq (c->export_rate, 200ull << 20);
   ck_assert_int_eq (c->export_nice, 0);
+  ck_assert_int_eq (c->export_rate_auto, 0);   /* a fixed cap */
   ck_assert_str_eq (c->vm_definition, "/etc/libvirt/qemu/web01.xml");
   rp_conf_free (c);
 }
@@ -235,6 +237,9 @@ START_TEST (test_qmp_errors)
   expect_err ("disk sda = /a\nguest-agent-timeout = 10s\n",
               FILE_ ":2: guest-agent-timeout '10s' is not a number of "
               "seconds from 1 to 600");
+  expect_err ("disk sda = /a\nexport-rate-limit = auto\n",
+              FILE_ ":2: 'export-rate-limit = auto' needs a 'qmp = SOCKET' "
+              "line: it follows a running guest's disk latency");
   expect_err ("disk sda = /a\nexport-nice = 20\n",
               FILE_ ":2: export-nice '20' is not a nice value from 0 to 19");
   expect_err ("disk sda = /a\nexport-nice = -5\n",
@@ -257,11 +262,13 @@ START_TEST (test_qmp_errors)
   expect_err ("disk sda = /a\nexport-rate-limit = 10 MB/s\n",
               FILE_ ":2: export-rate-limit '10 MB/s' is not a rate: bytes "
               "per second, with K, M, G or T for KiB, MiB, GiB or TiB "
-              "(e.g. '200M'), at least 1M; 0 for no cap");
+              "(e.g. '200M'), at least 1M; 0 for no cap; 'auto' for a "
+              "running VM");
   expect_err ("disk sda = /a\nexport-rate-limit = 512K\n",
               FILE_ ":2: export-rate-limit '512K' is not a rate: bytes "
               "per second, with K, M, G or T for KiB, MiB, GiB or TiB "
-              "(e.g. '200M'), at least 1M; 0 for no cap");
+              "(e.g. '200M'), at least 1M; 0 for no cap; 'auto' for a "
+              "running VM");
   expect_err ("disk sda = /a\nexport-rate-limit = 1G\nexport-rate-limit = 0\n",
               FILE_ ":3: 'export-rate-limit' is given twice (first on "
               "line 2)");
