@@ -45,7 +45,7 @@ rpfs: $(FS_OBJ) core/librpfscore.a
 %.o: %.c $(wildcard core/*.h fs/*.h)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-tests/unit/check_%: tests/unit/check_%.c core/librpfscore.a
+tests/unit/check_%: tests/unit/check_%.c tests/unit/runner.h core/librpfscore.a
 	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< core/librpfscore.a $(LIBS) $(CHECK_LIBS)
 
 unit: $(UNIT_BIN)

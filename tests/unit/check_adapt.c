@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "adapt.h"
+#include "runner.h"
 
 #define US 1000ull
 
@@ -91,9 +92,5 @@ main (void)
   tcase_add_test (tc, test_base_is_lowest_seen);
   tcase_add_test (tc, test_no_overflow_at_max);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

@@ -6,6 +6,7 @@
 #include "args.h"
 #include "rpfs.h"
 #include "util.h"
+#include "runner.h"
 
 static struct rp_args *
 parse (const char *buf)
@@ -237,9 +238,5 @@ main (void)
   tcase_add_test (tc, test_value);
   tcase_add_test (tc, test_disk_list);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

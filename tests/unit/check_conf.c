@@ -5,6 +5,7 @@
 
 #include "conf.h"
 #include "util.h"
+#include "runner.h"
 
 #define FILE_ "systems/web01.conf"
 
@@ -411,9 +412,5 @@ main (void)
   tcase_add_test (tc, test_kv_build);
   tcase_add_test (tc, test_kv_errors);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

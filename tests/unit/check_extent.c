@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "extent.h"
+#include "runner.h"
 
 #define K 1024ull
 #define M (1024ull * 1024)
@@ -338,9 +339,5 @@ main (void)
   tcase_add_test (tc, test_gaps);
   tcase_add_test (tc, test_seek_and_allocated);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

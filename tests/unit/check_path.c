@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../../fs/path.c"
+#include "runner.h"
 
 static const char *const sys_methods[] = {
   "CreateReferencePoint", "ImportReferencePointMetadata", NULL,
@@ -206,9 +207,6 @@ main (void)
 {
   Suite *s = suite_create ("path");
   TCase *tc = tcase_create ("parse");
-  SRunner *sr;
-  int failed;
-
   tcase_add_test (tc, test_top);
   tcase_add_test (tc, test_system);
   tcase_add_test (tc, test_refpoint);
@@ -217,9 +215,5 @@ main (void)
   tcase_add_test (tc, test_no_names);
   tcase_add_test (tc, test_kind_predicates);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "prefetch.h"
+#include "runner.h"
 
 #define MIB (1024ull * 1024)
 #define CH RP_PF_CHUNK
@@ -257,9 +258,5 @@ main (void)
   tcase_add_test (tc, test_concurrent);
   tcase_add_test (tc, test_free_in_flight);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

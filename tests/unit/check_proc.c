@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proc.h"
+#include "runner.h"
 
 static char topdir[] = "/tmp/rpfs-check-proc-XXXXXX";
 static char dir[128];
@@ -447,9 +448,6 @@ main (void)
 {
   Suite *s = suite_create ("proc");
   TCase *tc = tcase_create ("proc");
-  SRunner *sr;
-  int failed;
-
   if (!mkdtemp (topdir))
     {
       perror ("mkdtemp");
@@ -470,13 +468,10 @@ main (void)
   tcase_add_test (tc, test_unix_listen);
   tcase_add_test (tc, test_nice_of_caller);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
+  int failed = rp_check_run (s);
   {
     char *argv[] = { "rm", "-rf", topdir, NULL };
     rp_proc_run (argv, NULL, NULL, NULL);
   }
-  return failed ? 1 : 0;
+  return failed;
 }

@@ -15,6 +15,7 @@
 
 #include "proc.h"
 #include "qmp.h"
+#include "runner.h"
 
 static char topdir[] = "/tmp/rpfs-check-qmp-XXXXXX";
 
@@ -560,9 +561,6 @@ main (void)
 {
   Suite *s = suite_create ("qmp");
   TCase *tc = tcase_create ("qmp");
-  SRunner *sr;
-  int failed;
-
   if (!mkdtemp (topdir))
     {
       perror ("mkdtemp");
@@ -580,13 +578,10 @@ main (void)
   tcase_add_test (tc, test_fake_timeout);
   tcase_add_test (tc, test_fake_no_greeting);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
+  int failed = rp_check_run (s);
   {
     char *argv[] = { "rm", "-rf", topdir, NULL };
     rp_proc_run (argv, NULL, NULL, NULL);
   }
-  return failed ? 1 : 0;
+  return failed;
 }

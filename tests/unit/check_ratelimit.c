@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "ratelimit.h"
+#include "runner.h"
 
 #define MS 1000000ull
 #define MIB (1024ull * 1024)
@@ -136,9 +137,5 @@ main (void)
   tcase_add_test (tc, test_wait);
   tcase_add_test (tc, test_parse);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "rpfs.h"
+#include "runner.h"
 
 static const struct {
   int rv, err;
@@ -67,9 +68,5 @@ main (void)
   tcase_add_test (tc, test_enum);
   tcase_add_test (tc, test_unknown);
   suite_add_tcase (s, tc);
-  SRunner *sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (s);
 }

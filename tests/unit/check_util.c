@@ -10,6 +10,7 @@
 
 #include "rpfs.h"
 #include "util.h"
+#include "runner.h"
 
 START_TEST (test_name_valid)
 {
@@ -344,9 +345,5 @@ util_suite (void)
 int
 main (void)
 {
-  SRunner *sr = srunner_create (util_suite ());
-  srunner_run_all (sr, CK_NORMAL);
-  int failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rp_check_run (util_suite ());
 }
