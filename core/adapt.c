@@ -49,7 +49,7 @@ struct rp_pacer {
   struct rp_adapt adapt;
   uint64_t ops, ns;             /* the guest's totals at the last sample */
   uint64_t lo, hi;              /* the rates it set, for the log */
-  char *what;                   /* "export job 7", for the log */
+  char *job_id;                 /* of the export, for the log */
   bool stop;
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -133,10 +133,11 @@ pacer_thread (void *opaque)
 }
 
 struct rp_pacer *
-rp_pacer_start (struct rp_system *sys, struct rp_rate *rate, const char *what)
+rp_pacer_start (struct rp_system *sys, struct rp_rate *rate,
+                const char *job_id)
 {
   struct rp_pacer *p = calloc (1, sizeof *p);
-  if (!p || !(p->what = strdup (what))) {
+  if (!p || !(p->job_id = strdup (job_id))) {
     free (p);
     return NULL;
   }
@@ -158,7 +159,7 @@ rp_pacer_start (struct rp_system *sys, struct rp_rate *rate, const char *what)
   if (pthread_create (&p->thread, NULL, pacer_thread, p) != 0) {
     pthread_cond_destroy (&p->cond);
     pthread_mutex_destroy (&p->lock);
-    free (p->what);
+    free (p->job_id);
     free (p);
     return NULL;
   }
@@ -177,16 +178,16 @@ rp_pacer_stop (struct rp_pacer *p)
   pthread_join (p->thread, NULL);
   /* What it did, so that a slow export explains itself in the log. */
   if (p->adapt.base_ns)
-    fprintf (stderr, "rpfs: %s: %s was paced by the guest's disk latency "
-             "(%" PRIu64 " us per request at best): %" PRIu64 " to %" PRIu64
-             " MiB/s\n", p->sys->name, p->what, p->adapt.base_ns / 1000,
-             p->lo >> 20, p->hi >> 20);
+    fprintf (stderr, "rpfs: %s: export job %s was paced by the guest's disk "
+             "latency (%" PRIu64 " us per request at best): %" PRIu64 " to %"
+             PRIu64 " MiB/s\n", p->sys->name, p->job_id,
+             p->adapt.base_ns / 1000, p->lo >> 20, p->hi >> 20);
   else
-    fprintf (stderr, "rpfs: %s: %s: the guest made too few disk requests "
-             "to pace by; up to %" PRIu64 " MiB/s\n", p->sys->name, p->what,
-             p->hi >> 20);
+    fprintf (stderr, "rpfs: %s: export job %s: the guest made too few disk "
+             "requests to pace by; up to %" PRIu64 " MiB/s\n", p->sys->name,
+             p->job_id, p->hi >> 20);
   pthread_cond_destroy (&p->cond);
   pthread_mutex_destroy (&p->lock);
-  free (p->what);
+  free (p->job_id);
   free (p);
 }

@@ -40,10 +40,10 @@ struct rp_rate;
 struct rp_pacer;
 /* Start a thread that samples SYS's guest devices and sets RATE; it takes
  * its first sample before returning (half a second).  NULL if it could not
- * start (the export then runs at RATE's current setting).  WHAT names the
- * export in the line that rp_pacer_stop writes to stderr (the log). */
+ * start (the export then runs at RATE's current setting).  JOB_ID names
+ * the export in the line that rp_pacer_stop writes to stderr (the log). */
 struct rp_pacer *rp_pacer_start (struct rp_system *sys, struct rp_rate *rate,
-                                 const char *what);
+                                 const char *job_id);
 void rp_pacer_stop (struct rp_pacer *p);
 
 #endif

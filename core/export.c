@@ -710,6 +710,7 @@ export_thread (void *opaque)
   struct rp_job *job = w->job;
   CLEANUP_FREE char *why = NULL, *marker = NULL, *mtext = NULL;
   CLEANUP_FREE char *tdisks = NULL;
+  struct rp_pacer *pacer = NULL;
   int rv = RV_OK;
   struct stat st;
 
@@ -742,9 +743,8 @@ export_thread (void *opaque)
   }
   rv = write_meta (w, &why);
   /* export-rate-limit = auto: pace the copies by the guest's latency. */
-  CLEANUP_FREE char *what = rp_asprintf ("export job %s", job->id);
-  struct rp_pacer *pacer = rv == RV_OK && w->rp->sys->conf->export_rate_auto
-    ? rp_pacer_start (w->rp->sys, &w->rate, what) : NULL;
+  if (rv == RV_OK && w->rp->sys->conf->export_rate_auto)
+    pacer = rp_pacer_start (w->rp->sys, &w->rate, job->id);
   for (w->cur = 0; rv == RV_OK && w->disks[w->cur]; w->cur++) {
     if (atomic_load (&job->cancel))
       rv = -1;
