@@ -39,11 +39,16 @@ struct rp_refpoint;
 struct rp_job;
 struct rp_disk_io;
 
-/* Who makes a request (the FUSE request context). */
+/* Who makes a request (the FUSE request context).  GROUPS are the calling
+ * process's supplementary groups (NGROUPS of them; 0 when the frontend could
+ * not read them, and then only GID counts). */
+#define RP_CALLER_GROUPS 64
 struct rp_caller {
   uid_t uid;
   gid_t gid;
   pid_t pid;
+  int ngroups;
+  gid_t groups[RP_CALLER_GROUPS];
 };
 
 /* ---- lifecycle ---- */

@@ -33,8 +33,12 @@ struct rp_caller
 fs_caller (void)
 {
   struct fuse_context *c = fuse_get_context ();
-
-  return (struct rp_caller) { .uid = c->uid, .gid = c->gid, .pid = c->pid };
+  struct rp_caller who = { .uid = c->uid, .gid = c->gid, .pid = c->pid };
+  /* The calling process's supplementary groups (libfuse reads them from
+   * /proc); more than fit are dropped, which can only deny, never grant. */
+  int n = fuse_getgroups (RP_CALLER_GROUPS, who.groups);
+  who.ngroups = n < 0 ? 0 : n > RP_CALLER_GROUPS ? RP_CALLER_GROUPS : n;
+  return who;
 }
 
 enum fs_self
