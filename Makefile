@@ -33,6 +33,8 @@ CORE_OBJ := $(CORE_SRC:.c=.o)
 FS_OBJ := $(FS_SRC:.c=.o)
 UNIT_SRC := $(wildcard tests/unit/check_*.c)
 UNIT_BIN := $(UNIT_SRC:.c=)
+# Programs the mount tests run (a hostile user's races, ...).
+TEST_HELPERS := $(patsubst %.c,%,$(wildcard tests/helpers/*.c))
 
 all: rpfs
 
@@ -48,6 +50,9 @@ rpfs: $(FS_OBJ) core/librpfscore.a
 tests/unit/check_%: tests/unit/check_%.c tests/unit/runner.h core/librpfscore.a
 	$(CC) $(CPPFLAGS) $(CHECK_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< core/librpfscore.a $(LIBS) $(CHECK_LIBS)
 
+tests/helpers/%: tests/helpers/%.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
@@ -61,7 +66,7 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: rpfs $(UNIT_BIN)
+check-run: rpfs $(UNIT_BIN) $(TEST_HELPERS)
 	@tests/run-all.sh $(UNIT_BIN)
 
 demo: deps
@@ -75,6 +80,6 @@ install: rpfs
 	install -D -m 0644 docs/rpfs.8 $(DESTDIR)$(MANDIR)/man8/rpfs.8
 
 clean:
-	rm -f rpfs core/*.o fs/*.o core/librpfscore.a $(UNIT_BIN)
+	rm -f rpfs core/*.o fs/*.o core/librpfscore.a $(UNIT_BIN) $(TEST_HELPERS)
 
 .PHONY: all unit deps check check-run demo demo-run install clean

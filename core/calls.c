@@ -124,9 +124,7 @@ rp_system_call (struct rp_system *sys, const char *method, const char *buf,
   else if (!strcmp (method, "ImportReferencePointMetadata")) {
     job = rp_job_new (core, JOB_IMPORT);
     struct rp_refpoint *rp = NULL;
-    pthread_mutex_lock (&sys->op_lock);
     rv = rp_import (sys, buf, len, who, job, &rp, &why);
-    pthread_mutex_unlock (&sys->op_lock);
     if (rp) {
       rp_notify (core, RP_EV_CREATED, "%s/referencepoints/%s", sys->name,
                  rp->name);
@@ -292,9 +290,7 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     rp_args_free (a);
     if (partial)
       return RV_OK;
-    pthread_mutex_lock (&sys->op_lock);
     rv = rp_import (sys, buf, len, who, NULL, NULL, &why);
-    pthread_mutex_unlock (&sys->op_lock);
     return rv;
   }
   return RV_NOT_SUPPORTED;

@@ -121,17 +121,15 @@ sha256_fd (int fd, const char *path, atomic_bool *stop, atomic_bool *cancel,
   return ok ? 0 : -1;
 }
 
-int
-rp_sha256_file (const char *path, char hex[65], char **err)
+void
+rp_sha256_buf (const void *buf, size_t len, char hex[65])
 {
-  int fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *err = rp_asprintf ("%s: %s", path, strerror (errno));
-    return -1;
-  }
-  int r = sha256_fd (fd, path, NULL, NULL, hex, err);
-  close (fd);
-  return r;
+  unsigned char md[32];
+  unsigned n = 0;
+  if (EVP_Digest (buf, len, md, &n, EVP_sha256 (), NULL) != 1)
+    abort ();                   /* only out of memory */
+  for (unsigned i = 0; i < 32; i++)
+    snprintf (hex + 2 * i, 3, "%02x", md[i]);
 }
 
 struct rp_seal {
@@ -167,7 +165,7 @@ syncer (void *opaque)
 }
 
 struct rp_seal *
-rp_seal_start (const char *path, atomic_bool *cancel, char **err)
+rp_seal_start (int fd, const char *path, atomic_bool *cancel, char **err)
 {
   struct rp_seal *s = calloc (1, sizeof *s);
   if (!s) {
@@ -177,7 +175,7 @@ rp_seal_start (const char *path, atomic_bool *cancel, char **err)
   atomic_init (&s->stop, false);
   s->cancel = cancel;
   s->path = rp_strdup (path);
-  s->fd = open (path, O_RDONLY | O_CLOEXEC);
+  s->fd = fcntl (fd, F_DUPFD_CLOEXEC, 3);
   if (s->fd < 0) {
     *err = rp_asprintf ("%s: %s", path, strerror (errno));
     free (s->path);

@@ -1,21 +1,18 @@
 /* ExportReferencePoint: the checks made before a job starts (each a clear
  * error with nothing written), then the job thread that assembles
  *   <dir>/.<system>.<job>.part/{config,referencepoint,disks/DISK.qcow2,SHA256SUMS}
- * and renames it to <dir>/<system> only when complete. */
+ * and renames it to <dir>/<system> only when complete.  The directory is the
+ * caller's, resolved once as the caller and used through descriptors
+ * (outdir.h): rpfs never walks a path there as root. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <libgen.h>
-#include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -25,108 +22,21 @@
 #include "proc.h"
 #include "ratelimit.h"
 #include "adapt.h"
+#include "outdir.h"
 
 
 struct export_work {
   struct rp_job *job;
   struct rp_refpoint *rp;
   struct rp_refpoint *base;     /* NULL: full export */
-  char *dir;                    /* ExportDirectory */
-  char *tmp;                    /* hidden assembly directory */
-  char *final;                  /* <dir>/<system> */
+  struct rp_outdir *od;         /* ExportDirectory, as the caller */
+  char *tmp_name;               /* hidden assembly directory in it */
+  char meta_hex[2][65];         /* SHA-256 of config, referencepoint */
   char **disks;
-  uid_t uid;
-  gid_t gid;
-  bool made_dir;
   size_t cur;                   /* disk being copied, for progress */
   struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
   struct rp_rate rate;          /* export-rate-limit, over all its disks */
 };
-
-/* May WHO create files in PATH?  Checked in a child that takes the caller's
- * uid, gid and groups, so the kernel answers exactly as for the caller. */
-static bool
-caller_may_write (const char *path, const struct rp_caller *who)
-{
-  /* Not root: rpfs cannot take another identity, and only its own user
-   * reaches the mount (without allow_other); the kernel answers for it. */
-  if (geteuid () != 0)
-    return who->uid == geteuid () && access (path, W_OK | X_OK) == 0;
-  gid_t groups[256];
-  int ngroups = 256;
-  struct passwd pw, *pwp = NULL;
-  char pwbuf[4096];
-  if (getpwuid_r (who->uid, &pw, pwbuf, sizeof pwbuf, &pwp) != 0 || !pwp
-      || getgrouplist (pwp->pw_name, who->gid, groups, &ngroups) < 0)
-    ngroups = 0;
-  pid_t pid = fork ();
-  if (pid < 0)
-    return false;
-  if (pid == 0) {
-    if (setgroups ((size_t) ngroups, groups) != 0 || setgid (who->gid) != 0
-        || setuid (who->uid) != 0)
-      _exit (2);
-    _exit (access (path, W_OK | X_OK) == 0 ? 0 : 1);
-  }
-  int status;
-  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  return WIFEXITED (status) && WEXITSTATUS (status) == 0;
-}
-
-static bool
-inside (const char *path, const char *dir)
-{
-  size_t n = strlen (dir);
-  return !strncmp (path, dir, n) && (path[n] == '/' || path[n] == 0);
-}
-
-/* The directory checks of spec 5.3. */
-static int
-check_dir (struct rp_system *sys, const char *dir,
-           const struct rp_caller *who, char **why)
-{
-  if (dir[0] != '/') {
-    *why = rp_asprintf ("ExportDirectory '%s' is not an absolute path", dir);
-    return RV_INVALID_PARAMETER;
-  }
-  CLEANUP_FREE char *copy = rp_strdup (dir);
-  const char *parent = dirname (copy);
-  char real[PATH_MAX];
-  struct stat st;
-  if (!realpath (parent, real) || stat (real, &st) != 0
-      || !S_ISDIR (st.st_mode)) {
-    *why = rp_asprintf ("the parent directory of ExportDirectory, %s, does "
-                        "not exist", parent);
-    return RV_INVALID_PARAMETER;
-  }
-  bool exists = stat (dir, &st) == 0;
-  if (exists && !S_ISDIR (st.st_mode)) {
-    *why = rp_asprintf ("ExportDirectory %s exists and is not a directory",
-                        dir);
-    return RV_INVALID_PARAMETER;
-  }
-  if (exists && !realpath (dir, real)) {
-    *why = rp_asprintf ("ExportDirectory %s: %s", dir, strerror (errno));
-    return RV_INVALID_PARAMETER;
-  }
-  if (inside (real, sys->core->mount_real)) {
-    *why = rp_asprintf ("ExportDirectory %s is inside the rpfs mount", dir);
-    return RV_INVALID_PARAMETER;
-  }
-  CLEANUP_FREE char *final = rp_asprintf ("%s/%s", dir, sys->name);
-  if (lstat (final, &st) == 0) {
-    *why = rp_asprintf ("%s already holds an export of system %s", dir,
-                        sys->name);
-    return RV_INVALID_PARAMETER;
-  }
-  if (!caller_may_write (exists ? dir : real, who)) {
-    *why = rp_asprintf ("user %u may not create files in %s", who->uid,
-                        exists ? dir : real);
-    return RV_ACCESS_DENIED;
-  }
-  return RV_OK;
-}
 
 static void work_free (struct export_work *w);
 static void seals_abort (struct export_work *w);
@@ -163,7 +73,8 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     }
   }
   const char *dir = a->pos[0];
-  if ((rv = check_dir (sys, dir, who, why)) != RV_OK)
+  if ((rv = rp_outdir_open (dir, sys->name, sys->core->mount_real, who,
+                            false, NULL, why)) != RV_OK)
     goto out;
   if (disks_arg && !(disks = rp_args_disk_list (disks_arg, why))) {
     rv = RV_INVALID_PARAMETER;
@@ -254,28 +165,29 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     w->job = job;
     w->rp = rp;
     w->base = base;
-    w->dir = rp_strdup (dir);
-    w->final = rp_asprintf ("%s/%s", dir, sys->name);
-    w->tmp = rp_asprintf ("%s/.%s.%s.part", dir, sys->name, job->id);
+    w->tmp_name = rp_asprintf (".%s.%s.part", sys->name, job->id);
     for (size_t i = 0; disks[i]; i++)
       w->disks = rp_strv_push (w->disks, disks[i]);
     w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
     disks = NULL;
-    w->uid = who->uid;
-    w->gid = who->gid;
     rp_rate_init (&w->rate, sys->conf->export_rate);
   }
   pthread_mutex_unlock (&sys->core->lock);
   free (e);
   if (rv != RV_OK)
     goto out;
+  /* Every check passed: resolve the directory once more, now to keep it
+   * (and make it, as the caller, if it is missing). */
+  if ((rv = rp_outdir_open (dir, sys->name, sys->core->mount_real, who,
+                            true, &w->od, why)) != RV_OK) {
+    work_free (w);
+    goto out;
+  }
   rp_job_set_state (job, JS_STARTING);
   if (pthread_create (&job->thread, NULL, export_thread, w) != 0) {
     *why = rp_strdup ("cannot start the export thread");
     rv = RV_NO_MEMORY;
-    pthread_mutex_lock (&sys->core->lock);
-    rp->exporting = false;
-    pthread_mutex_unlock (&sys->core->lock);
+    rp_outdir_abort (w->od);
     work_free (w);
     goto out;
   }
@@ -304,9 +216,8 @@ work_free (struct export_work *w)
   rp_refpoint_put (w->rp);
   rp_refpoint_put (w->base);
   rp_job_put (w->job);
-  free (w->dir);
-  free (w->tmp);
-  free (w->final);
+  rp_outdir_free (w->od);
+  free (w->tmp_name);
   rp_strv_free (w->disks);
   rp_rate_destroy (&w->rate);
   free (w);
@@ -338,14 +249,13 @@ backing_of (struct export_work *w, const char *disk)
         && w->base->exports[i][n] == '=')
       abs = rp_strdup (w->base->exports[i] + n + 1);
   pthread_mutex_unlock (&core->lock);
-  char real[PATH_MAX], from[PATH_MAX];
-  struct stat st;
-  if (!abs || stat (abs, &st) != 0 || !realpath (abs, real)
-      || !realpath (w->dir, from))
+  /* Resolved as the caller: the base export is a path they named. */
+  CLEANUP_FREE char *real = abs ? rp_outdir_realpath (w->od, abs) : NULL;
+  if (!real)
     return NULL;
   /* The new image will live in <dir>/<system>/disks/: a path relative to
    * it survives moving the whole backup tree. */
-  CLEANUP_FREE char *to = rp_asprintf ("%s/%s/disks", from, w->rp->sys->name);
+  CLEANUP_FREE char *to = rp_outdir_final_path (w->od, "disks");
   return rp_relpath (real, to);
 }
 
@@ -434,6 +344,63 @@ cleanup_diff (struct export_work *w, int di, const char *xname,
   free (e);
 }
 
+/* Create the qcow2 image in FD (already made, empty) and copy disk DI
+ * into it.  The QEMU tools open it as /proc/<rpfs>/fd/<n>: never by a path
+ * through the caller's directories. */
+static int
+write_image (struct export_work *w, int di, int fd, const char *name,
+             const char *bitmap, const char *ename, char **why)
+{
+  struct rp_system *sys = w->rp->sys;
+  const char *disk = sys->disks[di].id;
+  CLEANUP_FREE char *target = rp_fd_path (fd);
+  CLEANUP_FREE char *backing = w->base ? backing_of (w, disk) : NULL;
+  CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
+  CLEANUP_FREE char *errs = NULL;
+  /* -u: the backing file is only named, never opened (and so never looked
+   * up relative to /proc). */
+  char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", target, size,
+                     NULL, NULL, NULL, NULL, NULL, NULL };
+  if (backing) {
+    char *with[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
+                     backing, "-F", "qcow2", target, size, NULL };
+    memcpy (create, with, sizeof with);
+  }
+  if (rp_proc_run (create, NULL, NULL, &errs) != 0) {
+    if (errs)
+      errs[strcspn (errs, "\n")] = 0;
+    *why = rp_asprintf ("cannot create %s: %s", name,
+                        errs && *errs ? errs : "qemu-img failed");
+    return RV_FAILED;
+  }
+  CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
+  char *e = NULL;
+  int rv = RV_OK;
+  int r = rp_copy_disk (sys->nbd_path, ename, bitmap, target, name, run,
+                        &w->job->cancel, &w->rate, progress, w, NULL, &e);
+  if (r == ECANCELED)
+    rv = -1;
+  else if (r) {
+    bool alive = rp_qsd_answers (sys);
+    CLEANUP_FREE char *what = rp_qemu_what (sys);
+    *why = alive ? rp_strdup (e ? e : strerror (r))
+      : rp_asprintf ("QEMU (%s) stopped during the export: %s", what,
+                     e ? e : strerror (r));
+    rv = alive ? RV_FAILED : RV_NOT_AVAILABLE;
+  }
+  free (e);
+  if (rv == RV_OK) {
+    /* Hash and flush this image while the next disk copies. */
+    w->seals[w->cur] = rp_seal_start (fd, name, &w->job->cancel, &e);
+    if (!w->seals[w->cur]) {
+      *why = rp_asprintf ("SHA-256 of %s: %s", name, e);
+      rv = RV_FAILED;
+    }
+    free (e);
+  }
+  return rv;
+}
+
 static int
 export_disk (struct export_work *w, const char *disk, char **why)
 {
@@ -469,55 +436,15 @@ export_disk (struct export_work *w, const char *disk, char **why)
   if (rv != RV_OK)
     return rv;
 
-  CLEANUP_FREE char *target = rp_asprintf ("%s/disks/%s.qcow2", w->tmp, disk);
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
-  CLEANUP_FREE char *backing = diff ? backing_of (w, disk) : NULL;
-  CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
-  CLEANUP_FREE char *errs = NULL;
-  char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", target, size,
-                     NULL, NULL, NULL, NULL, NULL };
-  if (backing) {
-    create[5] = "-b";
-    create[6] = backing;
-    create[7] = "-F";
-    create[8] = "qcow2";
-    create[9] = target;
-    create[10] = size;
-  }
-  if (rp_proc_run (create, NULL, NULL, &errs) != 0) {
-    if (errs)
-      errs[strcspn (errs, "\n")] = 0;
-    *why = rp_asprintf ("cannot create %s: %s", name,
-                        errs && *errs ? errs : "qemu-img failed");
+  int fd = rp_outdir_create (w->od, name, 0644);
+  if (fd < 0) {
+    *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
     rv = RV_FAILED;
   }
   else {
-    CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
-    char *e = NULL;
-    int r = rp_copy_disk (sys->nbd_path, ename, diff ? xname : NULL, target,
-                          name, run, &w->job->cancel, &w->rate, progress, w,
-                          NULL, &e);
-    if (r == ECANCELED)
-      rv = -1;
-    else if (r) {
-      bool alive = rp_qsd_answers (sys);
-      CLEANUP_FREE char *what = rp_qemu_what (sys);
-      *why = alive ? rp_strdup (e ? e : strerror (r))
-        : rp_asprintf ("QEMU (%s) stopped during the export: %s", what,
-                       e ? e : strerror (r));
-      rv = alive ? RV_FAILED : RV_NOT_AVAILABLE;
-    }
-    free (e);
-  }
-  if (rv == RV_OK) {
-    /* Hash and flush this image while the next disk copies. */
-    char *e = NULL;
-    w->seals[w->cur] = rp_seal_start (target, &w->job->cancel, &e);
-    if (!w->seals[w->cur]) {
-      *why = rp_asprintf ("SHA-256 of %s: %s", name, e);
-      rv = RV_FAILED;
-    }
-    free (e);
+    rv = write_image (w, di, fd, name, diff ? xname : NULL, ename, why);
+    close (fd);
   }
   if (diff) {
     pthread_mutex_lock (&sys->op_lock);
@@ -527,6 +454,21 @@ export_disk (struct export_work *w, const char *disk, char **why)
   return rv;
 }
 
+/* Write REL in the assembly directory and keep its SHA-256 in HEX. */
+static int
+write_small (struct export_work *w, const char *rel, const char *text,
+             size_t len, char hex[65], char **why)
+{
+  int r = rp_outdir_write (w->od, rel, text, len);
+  if (r != 0) {
+    *why = rp_asprintf ("%s while writing the export's %s in %s",
+                        strerror (-r), rel, rp_outdir_path (w->od));
+    return RV_FAILED;
+  }
+  rp_sha256_buf (text, len, hex);
+  return RV_OK;
+}
+
 static int
 write_meta (struct export_work *w, char **why)
 {
@@ -534,10 +476,13 @@ write_meta (struct export_work *w, char **why)
   CLEANUP_FREE char *src = rp_asprintf ("%s/config", rp->dir);
   size_t len;
   CLEANUP_FREE char *cfg = rp_read_file (src, &len);
-  CLEANUP_FREE char *dst = rp_asprintf ("%s/config", w->tmp);
-  CLEANUP_FREE char *text = NULL, *rpf = NULL;
-  if (!cfg || rp_write_file_atomic (dst, cfg, len, 0644) != 0)
-    goto fail;
+  if (!cfg) {
+    *why = rp_asprintf ("cannot read %s: %s", src, strerror (errno));
+    return RV_FAILED;
+  }
+  int rv = write_small (w, "config", cfg, len, w->meta_hex[0], why);
+  if (rv != RV_OK)
+    return rv;
   pthread_mutex_lock (&rp->sys->core->lock);
   struct rp_kv *kv = rp_refpoint_record (rp, false);
   pthread_mutex_unlock (&rp->sys->core->lock);
@@ -548,16 +493,10 @@ write_meta (struct export_work *w, char **why)
   }
   for (size_t i = 0; w->disks[i]; i++)
     rp_kv_add (kv, "exported", w->disks[i]);
-  text = rp_kv_render (kv);
+  CLEANUP_FREE char *text = rp_kv_render (kv);
   rp_kv_free (kv);
-  rpf = rp_asprintf ("%s/referencepoint", w->tmp);
-  if (rp_write_file_atomic (rpf, text, strlen (text), 0644) != 0)
-    goto fail;
-  return RV_OK;
- fail:
-  *why = rp_asprintf ("%s while writing the export's metadata in %s",
-                      strerror (errno), w->dir);
-  return RV_FAILED;
+  return write_small (w, "referencepoint", text, strlen (text),
+                      w->meta_hex[1], why);
 }
 
 /* SHA256SUMS in sha256sum's own format ("HASH  NAME"), so that
@@ -565,75 +504,36 @@ write_meta (struct export_work *w, char **why)
 static int
 write_sums (struct export_work *w, char **why)
 {
-  char **names = NULL;
-  names = rp_strv_push (names, "config");
-  names = rp_strv_push (names, "referencepoint");
-  for (size_t i = 0; w->disks[i]; i++) {
-    CLEANUP_FREE char *d = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
-    names = rp_strv_push (names, d);
-  }
-  char *sums = rp_strdup ("");
+  char *sums = rp_asprintf ("%s  config\n%s  referencepoint\n",
+                            w->meta_hex[0], w->meta_hex[1]);
   int rv = RV_OK;
-  for (size_t i = 0; names[i] && rv == RV_OK; i++) {
-    CLEANUP_FREE char *path = rp_asprintf ("%s/%s", w->tmp, names[i]);
+  for (size_t i = 0; w->disks[i] && rv == RV_OK; i++) {
+    CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
     char hex[65];
     char *e = NULL;
-    int r;
-    if (i < 2)
-      r = rp_sha256_file (path, hex, &e);
-    else {
-      r = rp_seal_finish (w->seals[i - 2], hex, &e);
-      w->seals[i - 2] = NULL;
-    }
-    if (r != 0 && atomic_load (&w->job->cancel)) {
-      free (e);                 /* the cancel stopped the hash */
-      rv = -1;
-      break;
-    }
-    if (r != 0) {
+    int r = rp_seal_finish (w->seals[i], hex, &e);
+    w->seals[i] = NULL;
+    if (r != 0 && atomic_load (&w->job->cancel))
+      rv = -1;                  /* the cancel stopped the hash */
+    else if (r != 0) {
       /* A seal's message names its step (SHA-256 or fdatasync). */
-      *why = i < 2 ? rp_asprintf ("SHA-256 of %s: %s", names[i], e)
-        : rp_asprintf ("%s: %s", names[i], e);
-      free (e);
+      *why = rp_asprintf ("%s: %s", name, e);
       rv = RV_FAILED;
-      break;
     }
-    char *n = rp_asprintf ("%s%s  %s\n", sums, hex, names[i]);
-    free (sums);
-    sums = n;
-    if (atomic_load (&w->job->cancel))
-      rv = -1;
+    else {
+      char *n = rp_asprintf ("%s%s  %s\n", sums, hex, name);
+      free (sums);
+      sums = n;
+      if (atomic_load (&w->job->cancel))
+        rv = -1;
+    }
+    free (e);
   }
-  CLEANUP_FREE char *path = rp_asprintf ("%s/SHA256SUMS", w->tmp);
-  if (rv == RV_OK && rp_write_file_atomic (path, sums, strlen (sums), 0644)) {
-    *why = rp_asprintf ("%s while writing SHA256SUMS", strerror (errno));
-    rv = RV_FAILED;
-  }
+  char hex[65];
+  if (rv == RV_OK)
+    rv = write_small (w, "SHA256SUMS", sums, strlen (sums), hex, why);
   free (sums);
-  rp_strv_free (names);
   return rv;
-}
-
-/* The export belongs to the caller, like a file the caller wrote. */
-static void
-chown_tree (struct export_work *w)
-{
-  char **paths = NULL;
-  paths = rp_strv_push (paths, "");
-  paths = rp_strv_push (paths, "/disks");
-  paths = rp_strv_push (paths, "/config");
-  paths = rp_strv_push (paths, "/referencepoint");
-  paths = rp_strv_push (paths, "/SHA256SUMS");
-  for (size_t i = 0; w->disks[i]; i++) {
-    CLEANUP_FREE char *d = rp_asprintf ("/disks/%s.qcow2", w->disks[i]);
-    paths = rp_strv_push (paths, d);
-  }
-  for (size_t i = 0; paths[i]; i++) {
-    CLEANUP_FREE char *f = rp_asprintf ("%s%s", w->tmp, paths[i]);
-    if (lchown (f, w->uid, w->gid) != 0)
-      fprintf (stderr, "rpfs: chown %s: %s\n", f, strerror (errno));
-  }
-  rp_strv_free (paths);
 }
 
 static void
@@ -645,18 +545,9 @@ seals_abort (struct export_work *w)
   }
 }
 
-static void
-fsync_dir (const char *path)
-{
-  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync (fd);
-    close (fd);
-  }
-}
-
-/* At start: remove the assembly directories of exports a crash cut short.
- * Only a name of the form <dir>/.<system>.<job>.part is ever removed. */
+/* At start: remove the assembly directories of exports a crash cut short,
+ * as described by their markers (outdir.c: as the same caller, and only
+ * while the directory is still the one the export made). */
 void
 rp_export_cleanup (struct rp_core *core)
 {
@@ -669,20 +560,8 @@ rp_export_cleanup (struct rp_core *core)
       continue;
     CLEANUP_FREE char *m = rp_asprintf ("%s/%s", dir, e->d_name);
     CLEANUP_FREE char *text = rp_read_file (m, NULL);
-    char *nl = text ? strchr (text, '\n') : NULL;
-    if (nl) {
-      *nl = 0;
-      char *made = nl + 1;
-      made[strcspn (made, "\n")] = 0;
-      size_t n = strlen (text);
-      if (n > 5 && !strcmp (text + n - 5, ".part") && strstr (text, "/.")) {
-        fprintf (stderr, "rpfs: removing %s, left by an export that did not "
-                 "finish\n", text);
-        rp_rm_rf (text);
-        if (*made)
-          rmdir (made);         /* only if empty */
-      }
-    }
+    if (text)
+      rp_outdir_cleanup (text);
     unlink (m);
   }
   if (d)
@@ -703,45 +582,60 @@ background (struct rp_system *sys)
              "rpfs's own priority\n", sys->name, nice, strerror (errno));
 }
 
+/* Record the finished export's images on the reference point (the next
+ * differential names them as backing files).  core->lock held. */
+static void
+record_exports (struct export_work *w)
+{
+  for (size_t i = 0; w->disks[i]; i++) {
+    size_t n = strlen (w->disks[i]);
+    char **v = NULL;
+    for (size_t k = 0; w->rp->exports && w->rp->exports[k]; k++)
+      if (strncmp (w->rp->exports[k], w->disks[i], n)
+          || w->rp->exports[k][n] != '=')
+        v = rp_strv_push (v, w->rp->exports[k]);
+    CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
+    CLEANUP_FREE char *path = rp_outdir_final_path (w->od, rel);
+    CLEANUP_FREE char *e = rp_asprintf ("%s=%s", w->disks[i], path);
+    v = rp_strv_push (v, e);
+    rp_strv_free (w->rp->exports);
+    w->rp->exports = v;
+  }
+  rp_refpoint_save (w->rp);
+}
+
+/* The assembly directory, and a marker in the store that names it, so
+ * that a start after a crash removes what this job leaves half done. */
+static int
+begin (struct export_work *w, char **marker, char **why)
+{
+  if (rp_outdir_begin (w->od, w->tmp_name, why) != 0)
+    return RV_FAILED;
+  *marker = rp_asprintf ("%s/state/exports/%s", w->rp->sys->core->store,
+                         w->job->id);
+  CLEANUP_FREE char *text = rp_outdir_marker (w->od);
+  if (rp_write_file_atomic (*marker, text, strlen (text), 0600) != 0) {
+    *why = rp_asprintf ("cannot write %s: %s", *marker, strerror (errno));
+    free (*marker);
+    *marker = NULL;
+    return RV_FAILED;
+  }
+  return RV_OK;
+}
+
 static void *
 export_thread (void *opaque)
 {
   struct export_work *w = opaque;
   struct rp_job *job = w->job;
-  CLEANUP_FREE char *why = NULL, *marker = NULL, *mtext = NULL;
-  CLEANUP_FREE char *tdisks = NULL;
+  CLEANUP_FREE char *why = NULL, *marker = NULL;
   struct rp_pacer *pacer = NULL;
-  int rv = RV_OK;
-  struct stat st;
 
   rp_job_set_state (job, JS_RUNNING);
   background (w->rp->sys);
-  if (stat (w->dir, &st) != 0) {
-    if (mkdir (w->dir, 0755) != 0) {
-      why = rp_asprintf ("cannot create %s: %s", w->dir, strerror (errno));
-      rv = RV_FAILED;
-      goto done;
-    }
-    w->made_dir = true;
-  }
-  /* A marker in the store names the assembly directory, so that a start
-   * after a crash removes what this job leaves half done. */
-  marker = rp_asprintf ("%s/state/exports/%s", w->rp->sys->core->store,
-                        job->id);
-  mtext = rp_asprintf ("%s\n%s\n", w->tmp,
-                                          w->made_dir ? w->dir : "");
-  if (rp_write_file_atomic (marker, mtext, strlen (mtext), 0644) != 0) {
-    why = rp_asprintf ("cannot write %s: %s", marker, strerror (errno));
-    rv = RV_FAILED;
-    goto done;
-  }
-  tdisks = rp_asprintf ("%s/disks", w->tmp);
-  if (mkdir (w->tmp, 0700) != 0 || mkdir (tdisks, 0755) != 0) {
-    why = rp_asprintf ("cannot create %s: %s", w->tmp, strerror (errno));
-    rv = RV_FAILED;
-    goto done;
-  }
-  rv = write_meta (w, &why);
+  int rv = begin (w, &marker, &why);
+  if (rv == RV_OK)
+    rv = write_meta (w, &why);
   /* export-rate-limit = auto: pace the copies by the guest's latency. */
   if (rv == RV_OK && w->rp->sys->conf->export_rate_auto)
     pacer = rp_pacer_start (w->rp->sys, &w->rate, job->id);
@@ -756,50 +650,17 @@ export_thread (void *opaque)
     rv = -1;
   if (rv == RV_OK)
     rv = write_sums (w, &why);
+  if (rv == RV_OK)
+    rv = rp_outdir_commit (w->od, &why);
   if (rv == RV_OK) {
-    /* The seals flushed the images and the small files were written with
-     * fsync; what remains are the directory entries (not syncfs: that
-     * would flush every unrelated dirty page of the file system). */
-    fsync_dir (tdisks);
-    fsync_dir (w->tmp);
-    chmod (w->tmp, 0755);
-    chown_tree (w);
-    if (renameat2 (AT_FDCWD, w->tmp, AT_FDCWD, w->final,
-                   RENAME_NOREPLACE) != 0) {
-      why = rp_asprintf ("cannot rename the finished export to %s: %s",
-                         w->final, strerror (errno));
-      rv = errno == EEXIST ? RV_INVALID_PARAMETER : RV_FAILED;
-    }
-    else
-      fsync_dir (w->dir);       /* the rename itself */
-  }
- done:
-  if (rv == RV_OK) {
-    if (w->made_dir && lchown (w->dir, w->uid, w->gid) != 0)
-      fprintf (stderr, "rpfs: chown %s: %s\n", w->dir, strerror (errno));
     struct rp_core *core = w->rp->sys->core;
     pthread_mutex_lock (&core->lock);
-    for (size_t i = 0; w->disks[i]; i++) {
-      size_t n = strlen (w->disks[i]);
-      char **v = NULL;
-      for (size_t k = 0; w->rp->exports && w->rp->exports[k]; k++)
-        if (strncmp (w->rp->exports[k], w->disks[i], n)
-            || w->rp->exports[k][n] != '=')
-          v = rp_strv_push (v, w->rp->exports[k]);
-      CLEANUP_FREE char *e = rp_asprintf ("%s=%s/disks/%s.qcow2", w->disks[i],
-                                          w->final, w->disks[i]);
-      v = rp_strv_push (v, e);
-      rp_strv_free (w->rp->exports);
-      w->rp->exports = v;
-    }
-    rp_refpoint_save (w->rp);
+    record_exports (w);
     pthread_mutex_unlock (&core->lock);
   }
   else {
     seals_abort (w);
-    rp_rm_rf (w->tmp);
-    if (w->made_dir)
-      rmdir (w->dir);
+    rp_outdir_abort (w->od);
   }
   if (marker)
     unlink (marker);

@@ -13,49 +13,7 @@
 
 #include "internal.h"
 #include "args.h"
-
-/* The caller must be able to read the files rpfs reads on its behalf. */
-static bool
-caller_may_read (const char *path, const struct rp_caller *who)
-{
-  if (geteuid () != 0)
-    return who->uid == geteuid () && access (path, R_OK) == 0;
-  pid_t pid = fork ();
-  if (pid < 0)
-    return false;
-  if (pid == 0) {
-    if (setgroups (0, NULL) != 0 || setgid (who->gid) != 0
-        || setuid (who->uid) != 0)
-      _exit (2);
-    _exit (access (path, R_OK) == 0 ? 0 : 1);
-  }
-  int status;
-  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  return WIFEXITED (status) && WEXITSTATUS (status) == 0;
-}
-
-static char *
-read_arg (const char *path, const struct rp_caller *who, size_t *len,
-          int *rv, char **why)
-{
-  if (path[0] != '/') {
-    *why = rp_asprintf ("'%s' is not an absolute path", path);
-    *rv = RV_INVALID_PARAMETER;
-    return NULL;
-  }
-  if (who->uid != 0 && !caller_may_read (path, who)) {
-    *why = rp_asprintf ("user %u may not read %s", who->uid, path);
-    *rv = RV_ACCESS_DENIED;
-    return NULL;
-  }
-  char *text = rp_read_file (path, len);
-  if (!text) {
-    *why = rp_asprintf ("%s: %s", path, strerror (errno));
-    *rv = RV_INVALID_PARAMETER;
-  }
-  return text;
-}
+#include "caller.h"
 
 int
 rp_import (struct rp_system *sys, const char *buf, size_t len,
@@ -72,15 +30,22 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   struct rp_refpoint *rp = NULL;
   CLEANUP_FREE char *cfg = NULL, *rec = NULL, *cfgpath = NULL;
   size_t cfglen = 0, reclen = 0;
+  bool locked = false;
   if (a->npos != 2 || a->nkv) {
     *why = rp_strdup ("expected two lines: the export's config file, then "
                       "its referencepoint file");
     goto out;
   }
-  if (!(cfg = read_arg (a->pos[0], who, &cfglen, &rv, why))
-      || !(rec = read_arg (a->pos[1], who, &reclen, &rv, why)))
+  /* Read as the caller, capped, before taking any lock: a slow or hostile
+   * file never holds up the system (caller.h). */
+  if (!(cfg = rp_caller_read_file (who, a->pos[0], RP_CALLER_FILE_MAX,
+                                   &cfglen, &rv, why))
+      || !(rec = rp_caller_read_file (who, a->pos[1], RP_CALLER_FILE_MAX,
+                                      &reclen, &rv, why)))
     goto out;
   rv = RV_INVALID_PARAMETER;
+  pthread_mutex_lock (&sys->op_lock);
+  locked = true;
   if (!(kv = rp_kv_parse (a->pos[1], rec, reclen, why)))
     goto out;
   const char *name = rp_kv_get (kv, "ElementName");
@@ -197,6 +162,8 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   rp = NULL;
   rv = RV_OK;
  out:
+  if (locked)
+    pthread_mutex_unlock (&sys->op_lock);
   if (rp)
     rp_refpoint_free (rp);
   rp_kv_free (kv);

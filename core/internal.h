@@ -261,7 +261,8 @@ void rp_job_finish (struct rp_job *job, int rv, const char *desc);
 void rp_job_free (struct rp_job *job);
 void rp_jobs_terminate_all (struct rp_core *core);
 
-/* rpops.c, import.c (op_lock held) */
+/* rpops.c (op_lock held); rp_import takes op_lock itself, once it has
+ * read the caller's files */
 int rp_create (struct rp_system *sys, const char *name, int type, int level,
                struct rp_job *job, struct rp_refpoint **out, char **why);
 int rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why);
@@ -273,15 +274,16 @@ int rp_import (struct rp_system *sys, const char *buf, size_t len,
                struct rp_refpoint **out, char **why);
 int rp_system_check_images (struct rp_system *sys, char **err);
 
-/* digest.c: lower-case hex SHA-256 of a file; 0, or -1 with *err. */
-int rp_sha256_file (const char *path, char hex[65], char **err);
-/* Seal a finished file in the background: its SHA-256 and fdatasync run in
+/* digest.c: lower-case hex SHA-256 of a buffer. */
+void rp_sha256_buf (const void *buf, size_t len, char hex[65]);
+/* Seal a finished file (FD, named PATH in messages; the seal keeps its own
+ * descriptor) in the background: its SHA-256 and fdatasync run in
  * two threads at once; *CANCEL (may be NULL) going true stops the hash.
  * finish waits and returns 0 with HEX, or an errno with *err; abort stops
  * the hash, waits and discards.  Both free S. */
 struct rp_seal;
-struct rp_seal *rp_seal_start (const char *path, atomic_bool *cancel,
-                               char **err);
+struct rp_seal *rp_seal_start (int fd, const char *path,
+                               atomic_bool *cancel, char **err);
 int rp_seal_finish (struct rp_seal *s, char hex[65], char **err);
 void rp_seal_abort (struct rp_seal *s);
 

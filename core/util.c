@@ -416,8 +416,8 @@ rp_mkdir_p (const char *path, int mode)
 /* Remove NAME in DIRFD and everything below it.  unlinkat first: that removes
  * files and symlinks (never followed) at once, and only a real directory is
  * opened, with O_NOFOLLOW so a swapped-in symlink is not entered. */
-static int
-rm_at (int dirfd, const char *name)
+int
+rp_rm_at (int dirfd, const char *name)
 {
   if (unlinkat (dirfd, name, 0) == 0 || errno == ENOENT)
     return 0;
@@ -445,7 +445,7 @@ rm_at (int dirfd, const char *name)
     }
     if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
       continue;
-    if ((r = rm_at (fd, de->d_name)) == -1)
+    if ((r = rp_rm_at (fd, de->d_name)) == -1)
       break;
   }
   int saved = errno;
@@ -462,7 +462,7 @@ rm_at (int dirfd, const char *name)
 int
 rp_rm_rf (const char *path)
 {
-  return rm_at (AT_FDCWD, path);
+  return rp_rm_at (AT_FDCWD, path);
 }
 
 char *

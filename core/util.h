@@ -57,5 +57,7 @@ int rp_mkdir_p (const char *path, int mode);
 /* rm -rf of a directory tree (no symlink following; a missing PATH is not an
  * error); 0 or -1 with errno. */
 int rp_rm_rf (const char *path);
+/* The same for NAME in DIRFD: a symlink there is removed, never followed. */
+int rp_rm_at (int dirfd, const char *name);
 
 #endif
