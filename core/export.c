@@ -33,6 +33,8 @@ struct export_work {
   char *tmp_name;               /* hidden assembly directory in it */
   char meta_hex[2][65];         /* SHA-256 of config, referencepoint */
   char **disks;
+  bool drop;                    /* KeepAssociatedData false */
+  bool released;                /* rp no longer busy with this job */
   size_t cur;                   /* disk being copied, for progress */
   struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
   struct rp_rate rate;          /* export-rate-limit, over all its disks */
@@ -51,7 +53,7 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
   if (!a)
     return RV_INVALID_PARAMETER;
   int rv = RV_INVALID_PARAMETER;
-  const char *base_arg = NULL, *disks_arg = NULL;
+  const char *base_arg = NULL, *disks_arg = NULL, *keep_arg = NULL;
   char **disks = NULL;
   struct export_work *w = NULL;
   bool locked = false;
@@ -66,12 +68,18 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
       base_arg = a->vals[i];
     else if (!strcmp (a->keys[i], "DisksToExport"))
       disks_arg = a->vals[i];
+    else if (!strcmp (a->keys[i], "KeepAssociatedData"))
+      keep_arg = a->vals[i];
     else {
       *why = rp_asprintf ("unknown key '%s' (ExportReferencePoint takes "
-                          "BaseReferencePoint and DisksToExport)", a->keys[i]);
+                          "BaseReferencePoint, DisksToExport and "
+                          "KeepAssociatedData)", a->keys[i]);
       goto out;
     }
   }
+  bool keep = true;
+  if (keep_arg && rp_refpoint_parse_keep (keep_arg, &keep, why) != 0)
+    goto out;
   const char *dir = a->pos[0];
   if ((rv = rp_outdir_open (dir, sys->name, sys->core->mount_real, who,
                             false, NULL, why)) != RV_OK)
@@ -166,6 +174,7 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     w->rp = rp;
     w->base = base;
     w->tmp_name = rp_asprintf (".%s.%s.part", sys->name, job->id);
+    w->drop = keep_arg ? !keep : rp->drop_setting;
     for (size_t i = 0; disks[i]; i++)
       w->disks = rp_strv_push (w->disks, disks[i]);
     w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
@@ -206,8 +215,10 @@ work_free (struct export_work *w)
 {
   struct rp_core *core = w->rp->sys->core;
   pthread_mutex_lock (&core->lock);
-  w->rp->busy--;
-  w->rp->exporting = false;
+  if (!w->released) {
+    w->rp->busy--;
+    w->rp->exporting = false;
+  }
   if (w->base)
     w->base->busy--;
   pthread_mutex_unlock (&core->lock);
@@ -604,6 +615,28 @@ record_exports (struct export_work *w)
   rp_refpoint_save (w->rp);
 }
 
+/* KeepAssociatedData=false: the export is complete, so drop the
+ * point-in-time data (the reference point stays as a base, RCT based in
+ * effect), as Hyper-V backup tools do; the data no longer grows with every
+ * guest overwrite.  The export stays Completed either way. */
+static void
+drop_data (struct export_work *w)
+{
+  struct rp_system *sys = w->rp->sys;
+  pthread_mutex_lock (&sys->core->lock);
+  w->rp->busy--;
+  w->rp->exporting = false;
+  w->released = true;
+  pthread_mutex_unlock (&sys->core->lock);
+  CLEANUP_FREE char *why = NULL;
+  pthread_mutex_lock (&sys->op_lock);
+  int rv = rp_remove_data (sys, w->rp, &why);
+  pthread_mutex_unlock (&sys->op_lock);
+  if (rv != RV_OK)
+    fprintf (stderr, "rpfs: %s: export job %s kept the associated data of "
+             "'%s': %s\n", sys->name, w->job->id, w->rp->name, why);
+}
+
 /* The assembly directory, and a marker in the store that names it, so
  * that a start after a crash removes what this job leaves half done. */
 static int
@@ -657,6 +690,8 @@ export_thread (void *opaque)
     pthread_mutex_lock (&core->lock);
     record_exports (w);
     pthread_mutex_unlock (&core->lock);
+    if (w->drop)
+      drop_data (w);
   }
   else {
     seals_abort (w);

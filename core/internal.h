@@ -97,6 +97,7 @@ struct rp_refpoint {
   bool exporting;
   char *base_setting;           /* ExportSettingData/BaseReferencePoint */
   char **disks_setting;         /* ExportSettingData/DisksToExport */
+  bool drop_setting;            /* ExportSettingData/KeepAssociatedData false */
   char *job_id;                 /* newest method call */
   char **exports;               /* "disk=/abs/path.qcow2" of the last export */
   struct rp_result *results;
@@ -244,6 +245,8 @@ int rp_refpoint_check_base (struct rp_refpoint *rp, const char *base,
                             struct rp_refpoint **out, char **why);
 int rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks,
                              char **why);
+/* "true" / "false" of KeepAssociatedData: 0 with *KEEP, or -1 with *why. */
+int rp_refpoint_parse_keep (const char *v, bool *keep, char **why);
 /* tracking.c (op_lock held) */
 int rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err);
 void rp_fleece_actions (struct rp_refpoint *rp, json_t *actions);

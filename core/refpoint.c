@@ -17,7 +17,7 @@ const char *const rp_refpoint_props[] = {
   NULL
 };
 const char *const rp_refpoint_settings[] = {
-  "BaseReferencePoint", "DisksToExport", NULL
+  "BaseReferencePoint", "DisksToExport", "KeepAssociatedData", NULL
 };
 const char *const rp_refpoint_methods[] = {
   "ExportReferencePoint", "RemoveAssociatedData", NULL
@@ -81,6 +81,8 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
     rp_kv_add (kv, "BaseReferencePoint", rp->base_setting);
   for (size_t i = 0; rp->disks_setting && rp->disks_setting[i]; i++)
     rp_kv_add (kv, "DisksToExport", rp->disks_setting[i]);
+  if (rp->drop_setting)
+    rp_kv_add (kv, "KeepAssociatedData", "false");
   for (size_t i = 0; rp->exports && rp->exports[i]; i++)
     rp_kv_add (kv, "export", rp->exports[i]);
   return kv;
@@ -166,6 +168,8 @@ load_one (struct rp_system *sys, const char *name, char **err)
     rp->broken = rp_strdup (v);
   if ((v = rp_kv_get (kv, "BaseReferencePoint")))
     rp->base_setting = rp_strdup (v);
+  rp->drop_setting = !strcmp (rp_kv_get (kv, "KeepAssociatedData") ?: "",
+                              "false");
   rp->disk_ids = rp_calloc (1, sizeof (char *));
   const char **all = rp_kv_all (kv, "disk");
   for (size_t i = 0; all && all[i]; i++)
@@ -348,6 +352,8 @@ rp_refpoint_setting (struct rp_refpoint *rp, const char *name)
       ? rp_asprintf ("%s\n", rp->base_setting) : rp_strdup ("");
   else if (!strcmp (name, "DisksToExport"))
     v = rp_strv_join (rp->disks_setting, "\n");
+  else if (!strcmp (name, "KeepAssociatedData"))
+    v = rp_strdup (rp->drop_setting ? "false\n" : "true\n");
   pthread_mutex_unlock (&rp->sys->core->lock);
   return v;
 }
@@ -389,9 +395,44 @@ rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks, char **why)
 }
 
 int
+rp_refpoint_parse_keep (const char *v, bool *keep, char **why)
+{
+  if (!strcmp (v, "true") || !strcmp (v, "false")) {
+    *keep = v[0] == 't';
+    return 0;
+  }
+  *why = rp_asprintf ("KeepAssociatedData must be true or false, not '%s'",
+                      v);
+  return -1;
+}
+
+/* KeepAssociatedData: whether an export keeps the point-in-time data. */
+static int
+set_keep (struct rp_refpoint *rp, const char *buf, size_t len)
+{
+  char *why = NULL;
+  CLEANUP_FREE char *v = rp_args_value (buf, len, false, &why);
+  bool keep;
+  int rv = RV_INVALID_PARAMETER;
+  if (v && rp_refpoint_parse_keep (v, &keep, &why) == 0) {
+    pthread_mutex_lock (&rp->sys->core->lock);
+    rv = rp->destroyed ? RV_INVALID_STATE : RV_OK;
+    if (rv == RV_OK) {
+      rp->drop_setting = !keep;
+      rp_refpoint_save (rp);
+    }
+    pthread_mutex_unlock (&rp->sys->core->lock);
+  }
+  free (why);
+  return rv;
+}
+
+int
 rp_refpoint_set (struct rp_refpoint *rp, const char *name, const char *buf,
                  size_t len)
 {
+  if (!strcmp (name, "KeepAssociatedData"))
+    return set_keep (rp, buf, len);
   bool is_base = !strcmp (name, "BaseReferencePoint");
   if (!is_base && strcmp (name, "DisksToExport") != 0)
     return RV_NOT_SUPPORTED;
