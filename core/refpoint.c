@@ -390,8 +390,10 @@ rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks, char **why)
 
 int
 rp_refpoint_set (struct rp_refpoint *rp, const char *name, const char *buf,
-                 size_t len)
+                 size_t len, const struct rp_caller *who)
 {
+  if (!rp_system_may_operate (rp->sys, who))
+    return RV_ACCESS_DENIED;
   bool is_base = !strcmp (name, "BaseReferencePoint");
   if (!is_base && strcmp (name, "DisksToExport") != 0)
     return RV_NOT_SUPPORTED;
