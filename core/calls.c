@@ -1,6 +1,12 @@
 /* Method calls from the frontend.  Every call, successful or not, makes a
  * job record and leaves the caller's result line on the method file:
- * "<ReturnValue> <job-id> <description>". */
+ * "<ReturnValue> <job-id> <description>".
+ *
+ * Except a caller who is no operator of the system (access.c): refused
+ * with RV_ACCESS_DENIED before anything else, with no job record and no
+ * result line, as the kernel refuses to open a file whose mode does not let
+ * the caller write (which is also where the frontend refuses it first), so
+ * that everyone else cannot fill jobs/ either. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +116,10 @@ rp_system_call (struct rp_system *sys, const char *method, const char *buf,
   struct rp_job *job;
   int rv;
 
+  if (!rp_system_may_operate (sys, who))
+    return RV_ACCESS_DENIED;
   if (!strcmp (method, "CreateReferencePoint")) {
-    job = rp_job_new (core, JOB_CREATE);
+    job = rp_job_new (sys, JOB_CREATE, who);
     CLEANUP_FREE char *name = NULL;
     int type, level;
     rv = create_args (buf, len, &name, &type, &level, &why);
@@ -122,7 +130,7 @@ rp_system_call (struct rp_system *sys, const char *method, const char *buf,
                  name);
   }
   else if (!strcmp (method, "ImportReferencePointMetadata")) {
-    job = rp_job_new (core, JOB_IMPORT);
+    job = rp_job_new (sys, JOB_IMPORT, who);
     struct rp_refpoint *rp = NULL;
     rv = rp_import (sys, buf, len, who, job, &rp, &why);
     if (rp) {
@@ -154,7 +162,9 @@ rp_system_mkdir_rp (struct rp_system *sys, const char *name,
                     const struct rp_caller *who)
 {
   CLEANUP_FREE char *why = NULL;
-  struct rp_job *job = rp_job_new (sys->core, JOB_CREATE);
+  if (!rp_system_may_operate (sys, who))
+    return RV_ACCESS_DENIED;
+  struct rp_job *job = rp_job_new (sys, JOB_CREATE, who);
   int rv = do_create (sys, name, 1, 2, job, &why);
   finish (job, rv, why);
   set_result (sys->core, &sys->results, "CreateReferencePoint", who, rv, job,
@@ -167,9 +177,10 @@ int
 rp_system_rmdir_rp (struct rp_system *sys, const char *name,
                     const struct rp_caller *who)
 {
-  (void) who;
   CLEANUP_FREE char *why = NULL;
-  struct rp_job *job = rp_job_new (sys->core, JOB_DESTROY);
+  if (!rp_system_may_operate (sys, who))
+    return RV_ACCESS_DENIED;
+  struct rp_job *job = rp_job_new (sys, JOB_DESTROY, who);
   struct rp_refpoint *rp = rp_refpoint_get (sys, name);
   int rv;
   if (!rp) {
@@ -205,10 +216,12 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
   struct rp_job *job;
   int rv;
 
+  if (!rp_system_may_operate (sys, who))
+    return RV_ACCESS_DENIED;
   if (!strcmp (method, "ExportReferencePoint"))
-    job = rp_job_new (sys->core, JOB_EXPORT);
+    job = rp_job_new (sys, JOB_EXPORT, who);
   else if (!strcmp (method, "RemoveAssociatedData"))
-    job = rp_job_new (sys->core, JOB_REMOVE_DATA);
+    job = rp_job_new (sys, JOB_REMOVE_DATA, who);
   else
     return RV_NOT_SUPPORTED;
 
@@ -254,6 +267,8 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
 {
   CLEANUP_FREE char *why = NULL;
   int rv;
+  if (!rp_system_may_operate (sys, who))
+    return RV_ACCESS_DENIED;
   if (!strcmp (method, "CreateReferencePoint")) {
     CLEANUP_FREE char *name = NULL;
     int type, level;
@@ -301,6 +316,8 @@ rp_refpoint_check (struct rp_refpoint *rp, const char *method,
                    const char *buf, size_t len, const struct rp_caller *who)
 {
   CLEANUP_FREE char *why = NULL;
+  if (!rp_system_may_operate (rp->sys, who))
+    return RV_ACCESS_DENIED;
   if (!strcmp (method, "ExportReferencePoint"))
     return rp_export_start (rp, buf, len, who, NULL, &why);
   if (!strcmp (method, "RemoveAssociatedData")) {

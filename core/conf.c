@@ -10,13 +10,14 @@
 #include <string.h>
 
 #include "conf.h"
+#include "ids.h"
 #include "ratelimit.h"
 #include "util.h"
 
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
 #define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
   "guest-agent-timeout, consistency-fallback, vm-definition, description, " \
-  "export-rate-limit, export-nice"
+  "export-rate-limit, export-nice, owner, group"
 
 /* A byte range of the input. */
 struct span {
@@ -128,6 +129,7 @@ struct parser {
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
   unsigned fallback_line, vmdef_line, rate_line, nice_line;
+  unsigned owner_line, group_line;
   struct node_line *nodes;
   size_t nnodes;
 };
@@ -256,6 +258,37 @@ parse_fallback (struct parser *ps, unsigned lineno, struct span val)
   return true;
 }
 
+/* owner = USER / group = GROUP: a numeric id is taken as it is (the user
+ * need not exist, as with chown); a name must exist now, so that a typo
+ * stops start-up instead of silently leaving the system to root. */
+static bool
+parse_ident (struct parser *ps, unsigned lineno, bool owner, struct span val)
+{
+  const char *key = owner ? "owner" : "group";
+  CLEANUP_FREE char *s = NULL;
+  if (!set_once (ps, lineno, key, owner ? &ps->owner_line : &ps->group_line,
+                 &s, val))
+    return false;
+  unsigned long id;
+  if (rp_id_parse (s, &id)) {
+    if (owner)
+      ps->c->owner = (uid_t) id;
+    else
+      ps->c->group = (gid_t) id;
+    return true;
+  }
+  int r = owner ? rp_user_id (s, &ps->c->owner)
+                : rp_group_id (s, &ps->c->group);
+  if (r != 0) {
+    set_err (ps->err, ps->file, lineno, "%s '%s' %s (expected a %s name "
+             "or a numeric %s)", key, s,
+             r > 0 ? "is not known on this host" : "could not be looked up",
+             owner ? "user" : "group", owner ? "uid" : "gid");
+    return false;
+  }
+  return true;
+}
+
 static bool
 parse_uuid (struct parser *ps, unsigned lineno, struct span val)
 {
@@ -357,7 +390,8 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
       && !span_is (word, "guest-agent-timeout")
       && !span_is (word, "consistency-fallback")
       && !span_is (word, "export-rate-limit")
-      && !span_is (word, "export-nice")) {
+      && !span_is (word, "export-nice")
+      && !span_is (word, "owner") && !span_is (word, "group")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
     return false;
@@ -396,6 +430,8 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
                       "a nice value", &ps->c->export_nice);
   if (span_is (word, "consistency-fallback"))
     return parse_fallback (ps, lineno, val);
+  if (span_is (word, "owner") || span_is (word, "group"))
+    return parse_ident (ps, lineno, span_is (word, "owner"), val);
   if (span_is (word, "export-rate-limit"))
     return parse_rate (ps, lineno, val);
 

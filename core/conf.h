@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct rp_conf_disk {
   char *id;        /* [A-Za-z0-9_.-]{1,64}, unique in the system */
@@ -32,6 +33,10 @@ struct rp_conf {
   int export_nice;            /* "export-nice = N" (0..19, default 19): the
                                  nice value of an export's threads and of
                                  the processes they start */
+  uid_t owner;                /* "owner = USER" (name or uid, default 0) */
+  gid_t group;                /* "group = GROUP" (name or gid, default 0):
+                                 with root, the system's operators
+                                 (access.c) */
   char *text;                 /* the whole file, as read */
 };
 
@@ -40,7 +45,8 @@ struct rp_conf {
  * error: unknown key, bad or duplicate disk id, relative path, bad UUID,
  * missing '=', a "node" line without "qmp" or naming no disk, a disk without
  * "node" when there is "qmp", "guest-agent" without "qmp", a relative path
- * for qmp / guest-agent / vm-definition, a bad timeout, fallback, rate or nice value; no disk
+ * for qmp / guest-agent / vm-definition, a bad timeout, fallback, rate or nice value,
+ * an owner or group that is neither a number nor a known name; no disk
  * at all or a bad NAME: "FILE: message".
  * A trailing comment starts at a '#' after a space or tab.  An upper-case
  * UUID is accepted and stored in lower case. */

@@ -119,11 +119,13 @@ pool_read (void *opaque, void *buf, size_t len, uint64_t off)
 
 struct rp_disk_io *
 rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
-              bool write, int *rv)
+              bool write, const struct rp_caller *who, int *rv)
 {
   char name[64];
   int err;
-  *rv = RV_OK;
+  *rv = rp_disk_access (sys, id, who, write ? R_OK | W_OK : R_OK);
+  if (*rv != RV_OK)
+    return NULL;
   if (export_for (sys, rp, id, name) != 0) {
     *rv = RV_INVALID_STATE;
     return NULL;

@@ -115,6 +115,8 @@ enum rp_job_state {
 struct rp_job {
   int refs;                     /* core->lock */
   struct rp_core *core;
+  struct rp_system *sys;        /* whose operators control it (access.c) */
+  uid_t submitter;              /* the caller that made it */
   char *id;                     /* directory name under jobs/ */
   char instance_id[37];
   int type;
@@ -256,7 +258,9 @@ void rp_fleece_detach (struct rp_refpoint *rp);
 void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
 
 /* job.c */
-struct rp_job *rp_job_new (struct rp_core *core, int type);  /* +1 ref */
+/* A job of SYS submitted by WHO; +1 ref. */
+struct rp_job *rp_job_new (struct rp_system *sys, int type,
+                           const struct rp_caller *who);
 void rp_job_set_state (struct rp_job *job, int state);
 void rp_job_set_percent (struct rp_job *job, int percent);
 /* Finish: state 7 when RV_OK, else 10 with ErrorCode RV and DESC. */

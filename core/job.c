@@ -27,10 +27,13 @@ save_seq (struct rp_core *core)
 }
 
 struct rp_job *
-rp_job_new (struct rp_core *core, int type)
+rp_job_new (struct rp_system *sys, int type, const struct rp_caller *who)
 {
+  struct rp_core *core = sys->core;
   struct rp_job *job = rp_calloc (1, sizeof *job);
   job->core = core;
+  job->sys = sys;
+  job->submitter = who->uid;
   job->refs = 2;                /* the list's and the caller's */
   job->type = type;
   job->state = JS_NEW;
@@ -204,6 +207,22 @@ render_time (time_t t)
   return rp_asprintf ("%s\n", buf);
 }
 
+/* What a caller who may not control the job sees (access.c): no paths and
+ * no descriptions, which may name other users' files; the states and
+ * numbers stay, so everyone can see what runs. */
+static char *
+render_hidden (struct rp_job *job, const char *name)
+{
+  if (!strcmp (name, "ExportDirectory") || !strcmp (name, "ErrorDescription"))
+    return rp_strdup ("\n");
+  if (!strcmp (name, "status")) {
+    if (job->state == JS_RUNNING)
+      return rp_asprintf ("Running %d%%\n", job->percent);
+    return rp_asprintf ("%s\n", state_name (job->state));
+  }
+  return NULL;
+}
+
 static char *
 render_locked (struct rp_job *job, const char *name)
 {
@@ -244,17 +263,24 @@ render_locked (struct rp_job *job, const char *name)
 }
 
 char *
-rp_job_prop (struct rp_job *job, const char *name)
+rp_job_prop (struct rp_job *job, const char *name,
+             const struct rp_caller *who)
 {
+  bool hide = !rp_job_may_control (job, who);
   pthread_mutex_lock (&job->core->lock);
-  char *v = render_locked (job, name);
+  char *v = hide ? render_hidden (job, name) : NULL;
+  if (!v)
+    v = render_locked (job, name);
   pthread_mutex_unlock (&job->core->lock);
   return v;
 }
 
 int
-rp_job_request_state (struct rp_job *job, const char *buf, size_t len)
+rp_job_request_state (struct rp_job *job, const char *buf, size_t len,
+                      const struct rp_caller *who)
 {
+  if (!rp_job_may_control (job, who))
+    return RV_ACCESS_DENIED;
   char *err = NULL;
   CLEANUP_FREE char *v = rp_args_value (buf, len, 0, &err);
   if (!v) {

@@ -429,8 +429,10 @@ set_keep (struct rp_refpoint *rp, const char *buf, size_t len)
 
 int
 rp_refpoint_set (struct rp_refpoint *rp, const char *name, const char *buf,
-                 size_t len)
+                 size_t len, const struct rp_caller *who)
 {
+  if (!rp_system_may_operate (rp->sys, who))
+    return RV_ACCESS_DENIED;
   if (!strcmp (name, "KeepAssociatedData"))
     return set_keep (rp, buf, len);
   bool is_base = !strcmp (name, "BaseReferencePoint");

@@ -122,7 +122,7 @@ char *rp_refpoint_prop (struct rp_refpoint *rp, const char *name);
 char *rp_refpoint_setting (struct rp_refpoint *rp, const char *name);
 /* Returns a ReturnValue; nothing changes unless RV_OK. */
 int rp_refpoint_set (struct rp_refpoint *rp, const char *name,
-                     const char *buf, size_t len);
+                     const char *buf, size_t len, const struct rp_caller *who);
 int rp_refpoint_call (struct rp_refpoint *rp, const char *method,
                       const char *buf, size_t len, const struct rp_caller *who);
 int rp_refpoint_check (struct rp_refpoint *rp, const char *method,
@@ -139,15 +139,21 @@ char **rp_core_jobs (struct rp_core *core);         /* ids, oldest first */
 struct rp_job *rp_job_get (struct rp_core *core, const char *id);
 void rp_job_put (struct rp_job *job);
 extern const char *const rp_job_props[];  /* InstanceID, JobType, ... status */
-char *rp_job_prop (struct rp_job *job, const char *name);
+/* For a WHO that may not control the job (rp_job_may_control; NULL: no
+ * one in particular), ExportDirectory and ErrorDescription read as empty and
+ * status without the description. */
+char *rp_job_prop (struct rp_job *job, const char *name,
+                   const struct rp_caller *who);
 /* RequestStateChange: "4" or "Terminate".  Returns a ReturnValue. */
-int rp_job_request_state (struct rp_job *job, const char *buf, size_t len);
+int rp_job_request_state (struct rp_job *job, const char *buf, size_t len,
+                          const struct rp_caller *who);
 
 /* ---- disk contents ---- */
 /* Open the current content of disk ID (RP NULL) or its content at RP.  Returns
  * NULL and sets *rv on failure. */
 struct rp_disk_io *rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp,
-                                 const char *id, bool write, int *rv);
+                                 const char *id, bool write,
+                                 const struct rp_caller *who, int *rv);
 void rp_disk_close (struct rp_disk_io *io);
 /* Sizes without opening: virtual size and allocated bytes.  Returns 0 or -errno. */
 int rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp,
@@ -160,6 +166,29 @@ ssize_t rp_disk_pwrite (struct rp_disk_io *io, const void *buf, size_t len,
 int rp_disk_flush (struct rp_disk_io *io);
 /* SEEK_DATA / SEEK_HOLE: new offset or -errno (-ENXIO past the end). */
 int64_t rp_disk_seek (struct rp_disk_io *io, uint64_t off, int whence);
+
+/* ---- who may do what (access.c; docs/reference.md "Who may do what") ----
+ * Every call above that acts for a caller refuses a caller these deny with
+ * RV_ACCESS_DENIED, before it makes a job record; the frontend asks the
+ * same functions to refuse at open(2) and to show the rules in ls -l. */
+/* Root, the user rpfs runs as, the system's owner, members of its group. */
+bool rp_system_may_operate (struct rp_system *sys,
+                            const struct rp_caller *who);
+/* The definition's owner and group (root and root by default). */
+void rp_system_owner (struct rp_system *sys, uid_t *uid, gid_t *gid);
+/* May WHO open disk ID (current or at a reference point) for WANT (R_OK,
+ * W_OK)?  An operator, to whom the image file's owner, group and mode give
+ * WANT.  RV_OK or RV_ACCESS_DENIED. */
+int rp_disk_access (struct rp_system *sys, const char *id,
+                    const struct rp_caller *who, int want);
+/* Owner, group and permission bits of disk ID's image file: 0 or -errno. */
+int rp_disk_owner (struct rp_system *sys, const char *id, uid_t *uid,
+                   gid_t *gid, mode_t *mode);
+/* The job's submitter, an operator of its system, or root: may cancel it
+ * and read its paths and descriptions. */
+bool rp_job_may_control (struct rp_job *job, const struct rp_caller *who);
+/* Its submitter and its system's group. */
+void rp_job_owner (struct rp_job *job, uid_t *uid, gid_t *gid);
 
 void rp_strv_free (char **v);
 

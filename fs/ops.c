@@ -8,7 +8,8 @@
  *   chmod, chown.  The tree is fixed (an ABI, like sysfs); EROFS would
  *   wrongly say that nothing can be written.
  * - EACCES for writing a read-only file (its mode says 0444): open for
- *   writing, truncate.
+ *   writing, truncate; and for whatever the permission model refuses the
+ *   caller (perm.c, core/access.c).
  * - Method failures: the errno of interface.md section 6, through
  *   fs_rv_errno only.
  *
@@ -124,6 +125,13 @@ fs_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
     return r;
   if (!fs_kind_is_dir (n.p.kind))
     return -ENOTDIR;
+  {
+    struct rp_caller who = fs_caller ();
+
+    r = node_allows (&n, &who, R_OK);
+    if (r < 0)
+      return r;
+  }
 
   add (&l, ".", S_IFDIR);
   add (&l, "..", S_IFDIR);
@@ -334,14 +342,13 @@ fs_utimens (const char *path, const struct timespec tv[2],
   return node_get (path, &n);
 }
 
-/* Without default_permissions the kernel asks us for access(2) only.  Reads
- * are always served (method files return the last result); writes and
- * execution follow the mode. */
+/* Without default_permissions the kernel asks us for access(2) only; the
+ * answer is the one open, mkdir and readdir give (perm.c). */
 static int
 fs_access (const char *path, int mask)
 {
   AUTO_NODE struct node n = NODE_INIT;
-  mode_t mode;
+  struct rp_caller who = fs_caller ();
   int r;
 
   if (fs_self (path, NULL) != FS_SELF_NO)
@@ -349,12 +356,7 @@ fs_access (const char *path, int mask)
   r = node_get (path, &n);
   if (r < 0)
     return r;
-  mode = node_mode (&n);
-  if ((mask & W_OK) && !(mode & 0222))
-    return -EACCES;
-  if ((mask & X_OK) && !(mode & 0111))
-    return -EACCES;
-  return 0;
+  return node_allows (&n, &who, mask);
 }
 
 static int

@@ -31,8 +31,12 @@ int node_get (const char *path, struct node *n);
  * this object (e.g. ExportedDisks of a non-export job): it does not exist.
  * Caller frees. */
 char *node_value (struct node *n, const struct rp_caller *who);
-/* st_mode (type and permissions) of an existing node. */
+/* perm.c: st_mode (type and permissions) of an existing node, and the
+ * owner and group ls -l shows; node_mode without them. */
+mode_t node_attr (struct node *n, uid_t *uid, gid_t *gid);
 mode_t node_mode (struct node *n);
+/* May WHO do WANT (R_OK, W_OK, X_OK) to the node?  0 or -EACCES (-errno). */
+int node_allows (struct node *n, const struct rp_caller *who, int want);
 /* A current disk of a system no running VM owns. */
 bool node_disk_writable (struct node *n);
 /* Fill *ST for an existing node (renders values for st_size). */

@@ -85,6 +85,7 @@ static int
 open_disk (struct node *n, struct handle *h, int flags)
 {
   bool wr = (flags & O_ACCMODE) != O_RDONLY;
+  struct rp_caller who = fs_caller ();
   int rv = RV_OK;
 
   if (wr && !node_disk_writable (n))
@@ -98,7 +99,7 @@ open_disk (struct node *n, struct handle *h, int flags)
     if (size != 0)
       return -EINVAL;
   }
-  h->io = rp_disk_open (n->sys, n->rp, n->p.name, wr, &rv);
+  h->io = rp_disk_open (n->sys, n->rp, n->p.name, wr, &who, &rv);
   if (h->io == NULL)
     return fs_rv_errno (rv) ?: -EIO;
   h->kind = H_DISK;
@@ -137,10 +138,18 @@ fs_open (const char *path, struct fuse_file_info *fi)
     h->kind = H_VALUE;
     break;
   case FS_RP_SETTING:
-  case FS_SYS_METHOD: case FS_RP_METHOD: case FS_JOB_METHOD:
+  case FS_SYS_METHOD: case FS_RP_METHOD: case FS_JOB_METHOD: {
+    /* Refuse a caller who may not write here at open, as the kernel would
+     * by the mode (perm.c); the core refuses again at the write. */
+    struct rp_caller who = fs_caller ();
+
+    r = wr ? node_allows (&n, &who, W_OK) : 0;
+    if (r < 0)
+      goto err;
     /* O_TRUNC is a no-op: the value changes only by a whole write. */
     h->kind = H_CONTROL;
     break;
+  }
   case FS_SYS_DISK: case FS_RP_DISK:
     r = open_disk (&n, h, fi->flags);
     if (r < 0)
@@ -236,7 +245,7 @@ refresh (struct handle *h, struct node *n, const struct rp_caller *who)
 /* A setting: the value so far plus this write (see the top of the file). */
 static int
 write_setting (struct node *n, struct handle *h, const char *buf,
-               size_t size, off_t off)
+               size_t size, off_t off, const struct rp_caller *who)
 {
   char *acc;
   int r = -EINVAL;
@@ -251,7 +260,7 @@ write_setting (struct node *n, struct handle *h, const char *buf,
   memcpy (h->acc + h->acc_len, buf, size);
 
   r = fs_rv_errno (rp_refpoint_set (n->rp, n->p.name, h->acc,
-                                    h->acc_len + size));
+                                    h->acc_len + size, who));
   if (r < 0)
     goto undo;
   h->acc_len += size;
@@ -261,7 +270,7 @@ write_setting (struct node *n, struct handle *h, const char *buf,
   /* Nothing changes: put back what the file held at open, if earlier
    * writes of this open changed it. */
   if (h->acc_len > 0)
-    rp_refpoint_set (n->rp, n->p.name, h->orig, strlen (h->orig));
+    rp_refpoint_set (n->rp, n->p.name, h->orig, strlen (h->orig), who);
   return r;
 }
 
@@ -334,14 +343,14 @@ write_control (const char *path, struct handle *h, const char *buf,
 
   switch (n.p.kind) {
   case FS_RP_SETTING:
-    r = write_setting (&n, h, buf, size, off);
+    r = write_setting (&n, h, buf, size, off, &who);
     break;
   case FS_SYS_METHOD:
   case FS_RP_METHOD:
     r = write_method (&n, h, buf, size, off, &who);
     break;
   case FS_JOB_METHOD:
-    rv = rp_job_request_state (n.job, buf, size);
+    rv = rp_job_request_state (n.job, buf, size, &who);
     r = fs_rv_errno (rv);
     refresh (h, &n, &who);
     break;
@@ -414,7 +423,12 @@ fs_truncate (const char *path, off_t size, struct fuse_file_info *fi)
       return r;
     if ((uint64_t) size == cur)
       return 0;
-    return node_disk_writable (&n) ? -EINVAL : -EACCES;
+    {
+      struct rp_caller who = fs_caller ();
+
+      r = node_allows (&n, &who, W_OK);
+    }
+    return r < 0 ? r : -EINVAL;
   default:
     return fs_kind_is_dir (n.p.kind) ? -EISDIR : -EACCES;
   }

@@ -160,7 +160,7 @@ node_value (struct node *n, const struct rp_caller *who)
   case FS_RP_PROP:
     return rp_refpoint_prop (n->rp, name);
   case FS_JOB_PROP:
-    return rp_job_prop (n->job, name);
+    return rp_job_prop (n->job, name, who);
   case FS_RP_SETTING:
     v = rp_refpoint_setting (n->rp, name);
     break;
@@ -177,33 +177,6 @@ node_value (struct node *n, const struct rp_caller *who)
   }
   /* Settings and methods always exist; no value reads as empty. */
   return v ? v : strdup ("");
-}
-
-bool
-node_disk_writable (struct node *n)
-{
-  return n->p.kind == FS_SYS_DISK && rp_system_disks_writable (n->sys);
-}
-
-mode_t
-node_mode (struct node *n)
-{
-  enum fs_kind k = n->p.kind;
-
-  if (fs_kind_is_dir (k))
-    return S_IFDIR | 0755;
-  switch (k) {
-  case FS_RP_JOBLINK:
-    return S_IFLNK | 0777;
-  case FS_RP_SETTING:
-    return S_IFREG | 0644;
-  case FS_SYS_METHOD: case FS_RP_METHOD: case FS_JOB_METHOD:
-    return S_IFREG | 0200;
-  case FS_SYS_DISK:
-    return S_IFREG | (node_disk_writable (n) ? 0644 : 0444);
-  default:
-    return S_IFREG | 0444;
-  }
 }
 
 void
@@ -225,7 +198,12 @@ node_stat (struct node *n, struct stat *st)
 {
   enum fs_kind k = n->p.kind;
 
-  fs_stat_base (st, node_mode (n));
+  uid_t uid;
+  gid_t gid;
+
+  fs_stat_base (st, node_attr (n, &uid, &gid));
+  st->st_uid = uid;
+  st->st_gid = gid;
   if (k == FS_SYS_DISK || k == FS_RP_DISK) {
     uint64_t size, allocated;
     int r = rp_disk_stat (n->sys, n->rp, n->p.name, &size, &allocated);

@@ -146,12 +146,12 @@ START_TEST (test_line_errors)
               FILE_ ":2: unknown key 'memory' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit, export-nice)");
+              "description, export-rate-limit, export-nice, owner, group)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit, export-nice)");
+              "description, export-rate-limit, export-nice, owner, group)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
@@ -394,6 +394,44 @@ START_TEST (test_kv_errors)
 }
 END_TEST
 
+/* owner / group: names through NSS (daemon is in every Debian base
+ * system's passwd and group), numeric ids as they are, root by default. */
+START_TEST (test_owner_group)
+{
+  struct rp_conf *c = parse ("disk sda = /a\n");
+  ck_assert_uint_eq (c->owner, 0);
+  ck_assert_uint_eq (c->group, 0);
+  rp_conf_free (c);
+
+  c = parse ("owner = daemon\ngroup = daemon\ndisk sda = /a\n");
+  ck_assert_uint_eq (c->owner, 1);
+  ck_assert_uint_eq (c->group, 1);
+  rp_conf_free (c);
+
+  c = parse ("disk sda = /a\nowner = 4242\ngroup = 4343  # operators\n");
+  ck_assert_uint_eq (c->owner, 4242);
+  ck_assert_uint_eq (c->group, 4343);
+  rp_conf_free (c);
+
+  expect_err ("disk sda = /a\nowner = no-such-user-rpfs\n",
+              FILE_ ":2: owner 'no-such-user-rpfs' is not known on this "
+              "host (expected a user name or a numeric uid)");
+  expect_err ("disk sda = /a\ngroup = no-such-group-rpfs\n",
+              FILE_ ":2: group 'no-such-group-rpfs' is not known on this "
+              "host (expected a group name or a numeric gid)");
+  expect_err ("disk sda = /a\ngroup = 4294967295\n",
+              FILE_ ":2: group '4294967295' is not known on this "
+              "host (expected a group name or a numeric gid)");
+  expect_err ("owner = 1\ndisk sda = /a\nowner = 2\n",
+              FILE_ ":3: 'owner' is given twice (first on line 1)");
+  expect_err ("disk sda = /a\ngroup =\n",
+              FILE_ ":2: 'group' has no value after '='");
+  expect_err ("disk sda = /a\nowner x = root\n",
+              FILE_ ":2: 'owner' takes nothing between the key and '=' "
+              "(found 'x')");
+}
+END_TEST
+
 int
 main (void)
 {
@@ -406,6 +444,7 @@ main (void)
   tcase_add_test (tc, test_nul);
   tcase_add_test (tc, test_qmp_errors);
   tcase_add_test (tc, test_file_errors);
+  tcase_add_test (tc, test_owner_group);
   suite_add_tcase (s, tc);
   tc = tcase_create ("kv");
   tcase_add_test (tc, test_kv_parse);
