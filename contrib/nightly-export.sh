@@ -3,7 +3,7 @@
 # systemd timer): make a reference point named by the date, export it, wait
 # for the job without polling, and keep only the newest reference points.
 #
-#   nightly-export.sh [-k KEEP] [-p PREFIX] [-r] MOUNTPOINT SYSTEM BACKUPDIR
+#   nightly-export.sh [-k KEEP] [-p PREFIX] [-d] MOUNTPOINT SYSTEM BACKUPDIR
 #
 #   MOUNTPOINT  where rpfs is mounted (e.g. /run/rpfs/prod)
 #   SYSTEM      the virtual system (a directory under MOUNTPOINT)
@@ -13,10 +13,12 @@
 #               (KEEP >= 1; default: destroy nothing)
 #   -p PREFIX   name prefix of the reference points this script makes and
 #               prunes (default "nightly-"); others are never touched
-#   -r          after a successful export, RemoveAssociatedData on the new
-#               reference point: its point-in-time copy (which grows with
-#               every write to the disks) is dropped, its change tracking
-#               stays, so it still serves as tomorrow's base
+#   -d          keep the new reference point's point-in-time data after the
+#               export.  By default the export is made with
+#               KeepAssociatedData=false: once it is complete rpfs drops that
+#               data (which grows with every write to the disks until then),
+#               and the change tracking stays, so the reference point still
+#               serves as tomorrow's base
 #
 # The first run (or any run that finds no usable base) makes a full export.
 # Later runs export the changes since the newest earlier PREFIX* reference
@@ -36,7 +38,7 @@ set -euo pipefail
 
 PREFIX=nightly-
 KEEP=0
-REMOVE_DATA=0
+KEEP_DATA=0
 PROG=$(basename "$0")
 
 log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$PROG" "$*"; }
@@ -45,15 +47,15 @@ die() {
   exit "${2:-3}"
 }
 usage() {
-  echo "usage: $PROG [-k KEEP] [-p PREFIX] [-r] MOUNTPOINT SYSTEM BACKUPDIR" >&2
+  echo "usage: $PROG [-k KEEP] [-p PREFIX] [-d] MOUNTPOINT SYSTEM BACKUPDIR" >&2
   exit 2
 }
 
-while getopts k:p:rh opt; do
+while getopts k:p:dh opt; do
   case $opt in
     k) KEEP=$OPTARG ;;
     p) PREFIX=$OPTARG ;;
-    r) REMOVE_DATA=1 ;;
+    d) KEEP_DATA=1 ;;
     *) usage ;;
   esac
 done
@@ -150,6 +152,7 @@ done
 # ---- 3. export and wait
 REQ=("$BACKUP/$NAME")
 [[ -z $BASE ]] || REQ+=("BaseReferencePoint=$BASE")
+((KEEP_DATA)) || REQ+=("KeepAssociatedData=false")
 call "$RPS/$NAME/ExportReferencePoint" "${REQ[@]}"
 [[ $RV == 4096 ]] || die "ExportReferencePoint of $NAME refused ($RV): $DESC"
 log "exporting $NAME into $BACKUP/$NAME/$SYS (${BASE:+differential against }${BASE:-full}), job $JOB"
@@ -166,14 +169,6 @@ esac
   die "sha256sum -c failed in $BACKUP/$NAME/$SYS"
 
 # ---- 4. housekeeping
-if ((REMOVE_DATA)); then
-  call "$RPS/$NAME/RemoveAssociatedData" 1
-  if [[ $RV == 0 ]]; then
-    log "removed the point-in-time data of $NAME (it stays a base)"
-  else
-    log "RemoveAssociatedData of $NAME failed ($RV): $DESC" >&2
-  fi
-fi
 if ((KEEP > 0)); then
   mapfile -t ALL < <(ours)
   for ((i = 0; i + KEEP < ${#ALL[@]}; i++)); do
