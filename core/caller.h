@@ -7,8 +7,9 @@
  *
  * Linux keeps the file system identity per thread (setfsuid, setfsgid and
  * the raw setgroups system call), so one thread acting for a caller leaves
- * every other thread of rpfs as root.  docs/design.md, "Acting for a
- * caller". */
+ * every other thread of rpfs as root.  A thread or process started while
+ * acting for a caller inherits that identity: start none in between.
+ * docs/design.md, "Acting for a caller". */
 #ifndef RPFS_CALLER_H
 #define RPFS_CALLER_H
 
