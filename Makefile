@@ -22,12 +22,14 @@ ifeq ($(SANITIZE),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-CPPFLAGS += -Icore $(shell $(PKG_CONFIG) --cflags $(ALL_PKGS) 2>/dev/null)
+# The core's layers, one folder each (docs/design.md, "Split").
+CORE_DIRS := core core/objects core/methods core/backends core/dataplane core/lib
+CPPFLAGS += $(addprefix -I,$(CORE_DIRS)) $(shell $(PKG_CONFIG) --cflags $(ALL_PKGS) 2>/dev/null)
 LIBS := $(shell $(PKG_CONFIG) --libs $(ALL_PKGS) 2>/dev/null) -pthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
-CORE_SRC := $(wildcard core/*.c)
+CORE_SRC := $(wildcard core/*/*.c)
 FS_SRC := $(wildcard fs/*.c)
 CORE_OBJ := $(CORE_SRC:.c=.o)
 FS_OBJ := $(FS_SRC:.c=.o)
@@ -44,7 +46,7 @@ core/librpfscore.a: $(CORE_OBJ)
 rpfs: $(FS_OBJ) core/librpfscore.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(FS_OBJ) core/librpfscore.a $(LIBS)
 
-%.o: %.c $(wildcard core/*.h fs/*.h)
+%.o: %.c $(wildcard core/*.h core/*/*.h fs/*.h)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 tests/unit/check_%: tests/unit/check_%.c tests/unit/runner.h core/librpfscore.a
@@ -80,6 +82,6 @@ install: rpfs
 	install -D -m 0644 docs/rpfs.8 $(DESTDIR)$(MANDIR)/man8/rpfs.8
 
 clean:
-	rm -f rpfs core/*.o fs/*.o core/librpfscore.a $(UNIT_BIN) $(TEST_HELPERS)
+	rm -f rpfs core/*/*.o fs/*.o core/librpfscore.a $(UNIT_BIN) $(TEST_HELPERS)
 
 .PHONY: all unit deps check check-run demo demo-run install clean

@@ -9,7 +9,7 @@
  *   wrongly say that nothing can be written.
  * - EACCES for writing a read-only file (its mode says 0444): open for
  *   writing, truncate; and for whatever the permission model refuses the
- *   caller (perm.c, core/access.c).
+ *   caller (perm.c, core/methods/access.c).
  * - Method failures: the errno of interface.md section 6, through
  *   fs_rv_errno only.
  *

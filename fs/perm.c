@@ -1,6 +1,6 @@
 /* rpfs FUSE frontend: who may do what, as the tree shows it (modes and
  * owners for ls -l) and as requests are refused (access, open, readdir).
- * The rules themselves are the core's (core/access.c); this file only maps
+ * The rules themselves are the core's (core/methods/access.c); this file only maps
  * each kind of node to them.
  *
  * rpfs is mounted without default_permissions, so the kernel checks no

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reading a point-in-time disk in every pattern a user's tools use: rpfs
 # reads such a disk ahead in 1 MiB chunks when the reads are sequential
-# (core/prefetch.c), so sequential, unaligned, backwards, concurrent and
+# (core/dataplane/prefetch.c), so sequential, unaligned, backwards, concurrent and
 # sparse-aware reads must all return exactly the disk at the reference point
 # while the current disk changes under it.
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -1,4 +1,4 @@
-/* Unit tests for core/access.c: who is an operator, what a file's owner,
+/* Unit tests for core/methods/access.c: who is an operator, what a file's owner,
  * group and mode give a caller. */
 #include <check.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/args.c: method and setting payloads. */
+/* Unit tests for core/lib/args.c: method and setting payloads. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>

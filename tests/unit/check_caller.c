@@ -1,4 +1,4 @@
-/* Unit tests for core/caller.c and core/outdir.c: acting for a caller.
+/* Unit tests for core/lib/caller.c and core/methods/outdir.c: acting for a caller.
  * The identity cases need root (as CI runs); without it they are skipped
  * with a message, the rest still runs. */
 #include <check.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/conf.c: system definitions and key = value records. */
+/* Unit tests for core/objects/conf.c: system definitions and key = value records. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>

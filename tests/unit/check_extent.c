@@ -1,4 +1,4 @@
-/* Unit tests for core/extent.c: work lists for exports, SEEK_DATA/SEEK_HOLE
+/* Unit tests for core/dataplane/extent.c: work lists for exports, SEEK_DATA/SEEK_HOLE
  * and allocation from NBD block status. */
 #include <check.h>
 #include <stdlib.h>

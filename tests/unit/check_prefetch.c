@@ -1,4 +1,4 @@
-/* Unit tests for core/prefetch.c, the read-ahead of point-in-time disks,
+/* Unit tests for core/dataplane/prefetch.c, the read-ahead of point-in-time disks,
  * on a fake disk whose every 8-byte word holds its own offset. */
 #include <check.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/ratelimit.c: the export bandwidth cap's virtual clock
+/* Unit tests for core/dataplane/ratelimit.c: the export bandwidth cap's virtual clock
  * and the parser of export-rate-limit values. */
 #include <check.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/rv.c: the whole table of interface.md section 6. */
+/* Unit tests for core/lib/rv.c: the whole table of interface.md section 6. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests for core/util.c. */
+/* Unit tests for core/lib/util.c. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
