@@ -290,6 +290,9 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     struct rp_args *a = rp_args_parse (buf, len, &why);
     bool partial = a && a->npos == 1 && a->nkv == 0;
     rp_args_free (a);
+    /* rp_import parses again and says why itself. */
+    free (why);
+    why = NULL;
     if (partial)
       return RV_OK;
     pthread_mutex_lock (&sys->op_lock);
