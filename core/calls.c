@@ -227,6 +227,11 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
     else
       finish (job, rv, why);
   }
+  else if (len > RP_WRITE_MAX) {     /* takes any write, but not any size */
+    why = rp_asprintf ("the request is larger than %d bytes", RP_WRITE_MAX);
+    rv = RV_INVALID_PARAMETER;
+    finish (job, rv, why);
+  }
   else {
     pthread_mutex_lock (&sys->op_lock);
     rv = rp_remove_data (sys, rp, &why);

@@ -89,6 +89,63 @@ assert_eq "$(listing "$SYS/referencepoints")" "rct rp1 rp2" "reference points"
 printf 'sda\n' >"$RP/ExportSettingData/DisksToExport"
 assert_file_eq "$RP/ExportSettingData/DisksToExport" sda
 
+# refused_whole ERRNO RV FILE PAYLOAD-FILE: the payload in one write(2) fails
+# with ERRNO; the result line and a job record say RV and why.  Sets JOB.
+refused_whole() {
+  local errno=$1 rv=$2 f=$3 p=$P/$4 err
+  export _F=$f _P=$p
+  # shellcheck disable=SC2016 # expanded by the bash -c that runs it
+  assert_fails_with "$errno" 'dd if="$_P" of="$_F" bs=1M count=1 iflag=fullblock status=none'
+  read_result "$f"
+  assert_eq "$RV" "$rv" "ReturnValue in the result of $f"
+  assert_file_eq "$MNT/jobs/$JOB/ReturnValue" "$rv"
+}
+
+step "a request over the size limit in one write: EINVAL, a job record and a result line"
+for f in "$SYS/CreateReferencePoint" "$SYS/ImportReferencePointMetadata" \
+  "$RP/ExportReferencePoint" "$RP/RemoveAssociatedData"; do
+  refused_whole EINVAL 32773 "$f" over-limit
+  assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" "larger than 65536 bytes" \
+    "ErrorDescription of $(basename "$f") over the limit"
+done
+assert_file_eq "$RP/HasAssociatedData" true
+step "... and one that grows over it in several writes fails in the write that crosses it"
+export _F=$RP/ExportReferencePoint
+# shellcheck disable=SC2016
+assert_fails_with EINVAL '{ printf "%s\n" "$(printf "/%.0s" $(seq 65000))"; printf "%s\n" "$(printf "x%.0s" $(seq 1000))"; } > "$_F"'
+read_result "$_F"
+assert_eq "$RV" 32773 "ReturnValue of a request grown over the limit"
+
+step "extended attributes: ENOTSUP on every node (the kernel's EPERM for user.* on the job link)"
+for node in "$MNT" "$SYS" "$SYS/ElementName" "$SYS/CreateReferencePoint" \
+  "$SYS/disks/sda" "$RP" "$RP/ExportSettingData/DisksToExport" "$RP/disks/sda" \
+  "$MNT/jobs" "$MNT/jobs/$JOB" "$MNT/jobs/$JOB/JobState" "$RP/job"; do
+  export _N=$node
+  # shellcheck disable=SC2016
+  assert_fails_with ENOTSUP 'setfattr -n user.rpfs -v 1 "$_N"'
+  # shellcheck disable=SC2016
+  assert_fails_with ENOTSUP 'setfattr -h -n trusted.rpfs -v 1 "$_N"'
+  # shellcheck disable=SC2016
+  assert_fails_with ENOTSUP 'getfattr -h -n trusted.rpfs "$_N"'
+done
+export _N=$RP/job
+# shellcheck disable=SC2016
+assert_fails_with EPERM 'setfattr -h -n user.rpfs -v 1 "$_N"'
+
+step "a name longer than 255 bytes: ENAMETOOLONG, no job; up to 255 an invalid name: EINVAL"
+export _D=$SYS/referencepoints/$(printf 'n%.0s' $(seq 300))
+jobs_before=$(listing "$MNT/jobs")
+# shellcheck disable=SC2016
+assert_fails_with ENAMETOOLONG 'mkdir "$_D"'
+# shellcheck disable=SC2016
+assert_fails_with ENAMETOOLONG 'stat "$_D"'
+# shellcheck disable=SC2016
+assert_fails_with ENAMETOOLONG 'rmdir "$_D"'
+assert_eq "$(listing "$MNT/jobs")" "$jobs_before" "jobs after a too long mkdir"
+export _D=$SYS/referencepoints/$(printf 'n%.0s' $(seq 255))
+# shellcheck disable=SC2016
+assert_fails_with EINVAL 'mkdir "$_D"'
+
 step "unmount: clean, and no sanitizer report in the log"
 umount_rpfs "$MNT"
 pass
