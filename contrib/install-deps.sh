@@ -16,6 +16,8 @@ PACKAGES=(
   libjansson-dev
   libssl-dev
   qemu-utils qemu-system-common
+  # make fuzz: libFuzzer targets (tests/fuzz/)
+  clang libclang-rt-14-dev
   inotify-tools attr util-linux coreutils
   # running-VM tests and benchmarks: a real guest (tests/guest/)
   qemu-system-x86 linux-image-amd64 busybox-static qemu-guest-agent

@@ -12,6 +12,11 @@
  *   caller (perm.c, core/methods/access.c).
  * - Method failures: the errno of interface.md section 6, through
  *   fs_rv_errno only.
+ * - ENAMETOOLONG for a name longer than statfs's f_namemax (255), as any
+ *   local file system says, before a shorter invalid name's EINVAL.
+ * - ENOTSUP for every extended attribute request (there are none).  The
+ *   kernel itself refuses user.* attributes on a symlink (the job link)
+ *   with EPERM before asking us, as on every Linux file system.
  *
  * Requests made by the notifier thread (notify.c) are accepted without
  * changing anything; see fs_self. */
@@ -23,6 +28,22 @@
 
 #include "ops.h"
 
+#define FS_NAME_MAX 255       /* statfs's f_namemax */
+
+/* A component of PATH is longer than FS_NAME_MAX. */
+static bool
+name_too_long (const char *path)
+{
+  while (*path) {
+    size_t n = strcspn (path, "/");
+
+    if (n > FS_NAME_MAX)
+      return true;
+    path += n + (path[n] == '/');
+  }
+  return false;
+}
+
 static int
 fs_getattr (const char *path, struct stat *st, struct fuse_file_info *fi)
 {
@@ -31,6 +52,8 @@ fs_getattr (const char *path, struct stat *st, struct fuse_file_info *fi)
   int r;
 
   (void) fi;
+  if (name_too_long (path))
+    return -ENAMETOOLONG;
   switch (fs_self (path, &mode)) {
   case FS_SELF_HIDE:
     return -ENOENT;
@@ -239,6 +262,8 @@ rp_dir_op (const char *path, enum rp_event ev,
     fs_notifier_done (fs->notifier, path);
     return 0;
   }
+  if (name_too_long (path))
+    return -ENAMETOOLONG;
   if (fs_path_parse (path, &fs_names, &p) != FS_RP)
     return -EPERM;
   sys = rp_core_system (fs->core, p.sys);
@@ -366,8 +391,39 @@ fs_statfs (const char *path, struct statvfs *sv)
   memset (sv, 0, sizeof *sv);
   sv->f_bsize = 4096;
   sv->f_frsize = 4096;
-  sv->f_namemax = 255;
+  sv->f_namemax = FS_NAME_MAX;
   return 0;
+}
+
+/* ---- extended attributes: none, on every node (see the top) ---- */
+
+static int
+fs_setxattr (const char *path, const char *name, const char *value,
+             size_t size, int flags)
+{
+  (void) path; (void) name; (void) value; (void) size; (void) flags;
+  return -ENOTSUP;
+}
+
+static int
+fs_getxattr (const char *path, const char *name, char *value, size_t size)
+{
+  (void) path; (void) name; (void) value; (void) size;
+  return -ENOTSUP;
+}
+
+static int
+fs_listxattr (const char *path, char *list, size_t size)
+{
+  (void) path; (void) list; (void) size;
+  return -ENOTSUP;
+}
+
+static int
+fs_removexattr (const char *path, const char *name)
+{
+  (void) path; (void) name;
+  return -ENOTSUP;
 }
 
 static void *
@@ -416,6 +472,10 @@ const struct fuse_operations fs_operations = {
   .utimens = fs_utimens,
   .access = fs_access,
   .statfs = fs_statfs,
+  .setxattr = fs_setxattr,
+  .getxattr = fs_getxattr,
+  .listxattr = fs_listxattr,
+  .removexattr = fs_removexattr,
   .open = fs_open,
   .read = fs_read,
   .write = fs_write,

@@ -309,6 +309,18 @@ static int
 write_method (struct node *n, struct handle *h, const char *buf, size_t size,
               off_t off, const struct rp_caller *who)
 {
+  if ((uint64_t) off == h->acc_len && size > SETTING_MAX - h->acc_len) {
+    /* Over the size limit: the method refuses the whole request as it
+     * refuses any bad one, with a job record and a result line
+     * (reference.md 7).  Bounded: the handle fails after this. */
+    char *acc = realloc (h->acc, h->acc_len + size);
+    if (acc == NULL)
+      return -ENOMEM;
+    h->acc = acc;
+    memcpy (h->acc + h->acc_len, buf, size);
+    h->acc_len += size;
+    return call_method (n, h, who);
+  }
   int r = accumulate (h, buf, size, off);
   if (r < 0)
     return r;

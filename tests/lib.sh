@@ -35,8 +35,11 @@ TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/rpfs-$TEST_NAME.XXXX")
 chmod 0755 "$WORK" "$TMPROOT"
 
 # Sanitizer builds (make SANITIZE=1): make every finding fatal and visible in
-# the rpfs log, which umount_rpfs greps.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+# the rpfs log, which umount_rpfs greps.  The leak check runs when rpfs exits
+# after the unmount, so it is forced on even when ASAN_OPTIONS comes from the
+# environment (later options win); full stacks name the allocating caller
+# behind rp_asprintf and libc's vasprintf, which frame-pointer unwinding loses.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:fast_unwind_on_malloc=0}:detect_leaks=1
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # ---------------------------------------------------------------- reporting
@@ -187,6 +190,7 @@ errno_text() {
     EROFS) echo "Read-only file system" ;;
     ENOMEM) echo "Cannot allocate memory" ;;
     ENOTEMPTY) echo "Directory not empty" ;;
+    ENAMETOOLONG) echo "File name too long" ;;
     EPROTO) echo "Protocol error" ;;
     EOPNOTSUPP | ENOTSUP) echo "Operation not supported" ;;
     ETIMEDOUT) echo "Connection timed out" ;;
@@ -550,6 +554,8 @@ umount_rpfs() {
   wait "$pid" || rc=$?
   unset "_MNT_PID[$mnt]" "_MNT_LOG[$mnt]"
   [[ $how != KILL ]] || fail "rpfs did not exit within 25 s of the unmount (even after SIGTERM); needed SIGKILL"
+  # First, so that a leak report (LeakSanitizer then exits non-zero) is shown.
+  _sanitizer_check "$log"
   if [[ $how == TERM ]]; then
     echo "warning: rpfs did not exit within 20 s of the unmount; SIGTERM ended it" >&2
   else
@@ -567,7 +573,6 @@ umount_rpfs() {
     kill -KILL $left 2>/dev/null
     fail "QEMU processes of the store still running after rpfs exited"
   fi
-  _sanitizer_check "$log"
 }
 
 # crash_rpfs MNT [PIDS...]: kill -9 the given pids (e.g. the

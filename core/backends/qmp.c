@@ -257,11 +257,12 @@ dispatch_event (struct rp_qmp *q, json_t *msg)
 
   if (!q->ev_fn || !name)
     return;
-  if (data)
+  if (json_is_object (data))
     q->ev_fn (q->ev_opaque, name, data);
   else
     {
-      /* Callers can rely on DATA being an object. */
+      /* Callers can rely on DATA being an object (a peer's "data": 2 or
+       * null is replaced too; found by tests/fuzz/fuzz_qmp.c). */
       data = json_object ();
       q->ev_fn (q->ev_opaque, name, data);
       json_decref (data);

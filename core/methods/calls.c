@@ -238,6 +238,11 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
     else
       finish (job, rv, why);
   }
+  else if (len > RP_WRITE_MAX) {     /* takes any write, but not any size */
+    why = rp_asprintf ("the request is larger than %d bytes", RP_WRITE_MAX);
+    rv = RV_INVALID_PARAMETER;
+    finish (job, rv, why);
+  }
   else {
     pthread_mutex_lock (&sys->op_lock);
     rv = rp_remove_data (sys, rp, &why);
@@ -303,6 +308,9 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     struct rp_args *a = rp_args_parse (buf, len, &why);
     bool partial = a && a->npos == 1 && a->nkv == 0;
     rp_args_free (a);
+    /* rp_import parses again and says why itself. */
+    free (why);
+    why = NULL;
     if (partial)
       return RV_OK;
     rv = rp_import (sys, buf, len, who, NULL, NULL, &why);
