@@ -12,8 +12,12 @@
  *
  * The socket is made non-blocking so that poll() bounds both directions:
  * a QEMU that stops reading cannot hang us in send() either.  Any EOF, I/O
- * error, timeout or garbage marks the connection dead for good: the stream
- * could be out of step afterwards and QEMU has no way to resync it. */
+ * error or garbage marks the connection dead for good: the stream could be
+ * out of step afterwards and QEMU has no way to resync it.  A reply that
+ * does not come in time is different: the command fails (-3), the
+ * connection stays usable (every command carries an id, and a late reply to
+ * an earlier one is skipped), and rp_qmp_timeouts counts such commands in a
+ * row, so that the caller can tell a slow QEMU from a stuck one. */
 #include "qmp.h"
 
 #include <errno.h>
@@ -42,6 +46,7 @@ struct rp_qmp
   char *buf;                    /* received bytes not yet parsed */
   size_t len, cap;
   json_int_t next_id;
+  atomic_int timeouts;          /* consecutive commands without a reply */
   rp_qmp_event_fn ev_fn;
   void *ev_opaque;
   const char *peer;             /* "QEMU" or "the guest agent", for messages */
@@ -310,9 +315,13 @@ cmd_locked (struct rp_qmp *q, const char *command, json_t *args,
 
       r = read_msg (q, deadline, &msg);
       if (r == 0)
-        mark_dead (q, "%s is not answering (no reply to %s within %d ms)", q->peer,
+        {
+          atomic_fetch_add (&q->timeouts, 1);
+          set_err (err, "%s did not answer %s within %d ms", q->peer,
                    command, q->timeout_ms);
-      if (r <= 0)
+          return -3;
+        }
+      if (r < 0)
         return dead_err (q, err);
       if (json_object_get (msg, "event"))
         {
@@ -328,6 +337,7 @@ cmd_locked (struct rp_qmp *q, const char *command, json_t *args,
           json_decref (msg);    /* stale reply to a command that timed out */
           continue;
         }
+      atomic_store (&q->timeouts, 0);
       if ((val = json_object_get (msg, "return")))
         {
           if (ret)
@@ -366,6 +376,7 @@ conn_new (int fd, int timeout_ms, const char *peer, char **err)
   q->next_id = 1;
   q->peer = peer;
   atomic_init (&q->dead, false);
+  atomic_init (&q->timeouts, 0);
   fl = fcntl (fd, F_GETFL);
   if (fl < 0 || fcntl (fd, F_SETFL, fl | O_NONBLOCK) < 0
       || fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
@@ -512,6 +523,12 @@ json_t *
 rp_qmp_action (const char *type, json_t *data)
 {
   return json_pack ("{s:s, s:o}", "type", type, "data", data);
+}
+
+int
+rp_qmp_timeouts (struct rp_qmp *q)
+{
+  return atomic_load (&q->timeouts);
 }
 
 bool

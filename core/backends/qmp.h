@@ -24,8 +24,10 @@ struct rp_qmp *rp_qmp_open_agent (int fd, int timeout_ms, char **err);
 void rp_qmp_set_event (struct rp_qmp *q, rp_qmp_event_fn fn, void *opaque);
 /* Run COMMAND with ARGS (stolen, may be NULL).  On success returns 0 and, if
  * RET, *RET = the "return" value (new reference).  On a QMP error returns -1
- * with *err = the error's "desc"; on EOF/timeout/IO error returns -2 with *err
- * saying so (the connection is then dead: every later call returns -2). */
+ * with *err = the error's "desc"; on EOF/IO error returns -2 with *err
+ * saying so (the connection is then dead: every later call returns -2); when
+ * no reply came within the timeout returns -3 (the connection stays usable;
+ * QEMU may still carry the command out later). */
 int rp_qmp_cmd (struct rp_qmp *q, const char *command, json_t *args,
                 json_t **ret, char **err);
 /* Events are only read while someone talks to QEMU: wait up to TIMEOUT_MS
@@ -38,6 +40,9 @@ int rp_qmp_transaction (struct rp_qmp *q, json_t *actions, char **err);
 /* Helper to build one transaction action: {"type": TYPE, "data": DATA}. */
 json_t *rp_qmp_action (const char *type, json_t *data);
 bool rp_qmp_alive (struct rp_qmp *q);
+/* Commands in a row that got no reply within the timeout (rp_qmp_cmd
+ * returned -3 for them); 0 after any reply. */
+int rp_qmp_timeouts (struct rp_qmp *q);
 void rp_qmp_close (struct rp_qmp *q);
 
 #endif

@@ -14,6 +14,7 @@
  * it to vm.c, and the same graph (with the VM's own node names for the
  * disks) lives in the VM's QEMU. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,65 @@ void
 rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk)
 {
   snprintf (buf, n, "rp.%u.%u", seq, disk);
+}
+
+int
+rp_qmp_timeout_ms (void)
+{
+  static int ms;                /* 0: not read yet */
+  if (ms == 0) {
+    const char *v = getenv ("RPFS_QMP_TIMEOUT_MS");
+    char *end;
+    long l = v ? strtol (v, &end, 10) : 0;
+    ms = v && *v && !*end && l >= 100 && l <= 3600000 ? (int) l : 60000;
+  }
+  return ms;
+}
+
+/* After QEMU had to be killed: say which tracking it takes with it.  The
+ * tracking check at the next start marks the reference points (missing or
+ * in-use bitmaps: ChangeTracking lost, with the reason) and drops their
+ * point-in-time data. */
+static void
+report_killed (struct rp_system *sys, const char *why)
+{
+  pthread_mutex_lock (&sys->core->lock);
+  size_t n = 0, nd = 0;
+  for (size_t k = 0; k < sys->nrps; k++) {
+    n += !sys->rps[k]->broken;
+    nd += sys->rps[k]->has_data;
+  }
+  fprintf (stderr, "rpfs: %s: qemu-storage-daemon had to be killed (%s): "
+           "its persistent bitmaps were not written, so the change tracking "
+           "of %zu reference point(s) is lost and the point-in-time data of "
+           "%zu is dropped at the next start%s", sys->name, why, n, nd,
+           n ? ":" : "\n");
+  for (size_t k = 0; k < sys->nrps; k++)
+    if (!sys->rps[k]->broken)
+      fprintf (stderr, " %s", sys->rps[k]->name);
+  if (n)
+    fputc ('\n', stderr);
+  pthread_mutex_unlock (&sys->core->lock);
+}
+
+/* Stop a daemon whose monitor cannot be used (dead connection, or stuck):
+ * SIGTERM, which qemu-storage-daemon handles as a clean shutdown (images
+ * closed, bitmaps written), then SIGKILL only if it has not exited within
+ * the grace period. */
+static void
+stop_unanswering (struct rp_system *sys, const char *why)
+{
+  if (sys->qsd_pid <= 0)
+    return;
+  if (kill (-sys->qsd_pid, SIGTERM) < 0)
+    kill (sys->qsd_pid, SIGTERM);
+  int r = rp_proc_stop (sys->qsd_pid, RP_QEMU_GRACE_MS / 2);
+  if (r == 2)
+    report_killed (sys, why);
+  else
+    fprintf (stderr, "rpfs: %s: qemu-storage-daemon (%s) stopped cleanly "
+             "on SIGTERM; change tracking kept\n", sys->name, why);
+  sys->qsd_pid = 0;
 }
 
 char *
@@ -180,7 +240,8 @@ rp_qsd_stop (struct rp_system *sys)
     rp_vm_detach (sys);         /* the VM is the user's: it keeps running */
     return;
   }
-  if (sys->qmp && rp_qmp_alive (sys->qmp)) {
+  if (sys->qmp && rp_qmp_alive (sys->qmp)
+      && rp_qmp_timeouts (sys->qmp) < RP_QMP_STUCK) {
     char *e = NULL;
     add_guards (sys);
     /* "quit" closes every image, which writes persistent bitmaps. */
@@ -188,9 +249,10 @@ rp_qsd_stop (struct rp_system *sys)
     free (e);
   }
   if (sys->qsd_pid > 0) {
-    if (rp_proc_stop (sys->qsd_pid, 20000) == 2)
-      fprintf (stderr, "rpfs: %s: qemu-storage-daemon had to be killed\n",
-               sys->name);
+    /* quit asked (or not possible): RP_QEMU_GRACE_MS to exit, then SIGTERM
+     * (a clean shutdown too), then SIGKILL. */
+    if (rp_proc_stop (sys->qsd_pid, RP_QEMU_GRACE_MS / 2) == 2)
+      report_killed (sys, "it ignored quit and SIGTERM");
     sys->qsd_pid = 0;
   }
   if (sys->qmp) {
@@ -215,7 +277,23 @@ rp_qsd_answers (struct rp_system *sys)
 int
 rp_qsd_ensure (struct rp_system *sys, char **err)
 {
-  if (rp_qsd_alive (sys))
+  bool stuck = sys->qmp && rp_qmp_alive (sys->qmp)
+    && rp_qmp_timeouts (sys->qmp) >= RP_QMP_STUCK;
+  if (!stuck && rp_qsd_alive (sys))
+    return 0;
+  if (stuck && !sys->conf->qmp) {
+    /* Slow is not dead: each command that timed out failed its operation
+     * alone.  Only a QEMU that answered none of several commands in a row
+     * is replaced, and it is asked to shut down cleanly first. */
+    fprintf (stderr, "rpfs: %s: qemu-storage-daemon answered none of the "
+             "last %d commands within %d ms; stopping it (SIGTERM first)\n",
+             sys->name, rp_qmp_timeouts (sys->qmp), RP_QMP_TIMEOUT_MS);
+    rp_qmp_close (sys->qmp);
+    sys->qmp = NULL;
+    stop_unanswering (sys, "it did not answer QMP");
+    return rp_qsd_start (sys, err);
+  }
+  if (stuck)                    /* a VM is the user's: never stopped */
     return 0;
   if (sys->conf->qmp && sys->qmp) {
     fprintf (stderr, "rpfs: %s: the VM's QEMU went away; attaching again\n",
@@ -230,8 +308,10 @@ rp_qsd_ensure (struct rp_system *sys, char **err)
       rp_qmp_close (sys->qmp);
       sys->qmp = NULL;
     }
-    if (sys->qsd_pid > 0)
-      rp_proc_stop (sys->qsd_pid, 0);
+    if (sys->qsd_pid > 0 && rp_proc_alive (sys->qsd_pid))
+      stop_unanswering (sys, "its monitor connection broke");
+    else if (sys->qsd_pid > 0)
+      rp_proc_stop (sys->qsd_pid, 0);   /* reap it */
     sys->qsd_pid = 0;
   }
   return rp_qsd_start (sys, err);
@@ -242,9 +322,33 @@ int
 rp_qsd_require (struct rp_system *sys, char **why)
 {
   char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) == 0)
-    return RV_OK;
-  *why = rp_asprintf ("QEMU is not available: %s", e);
+  if (rp_qsd_ensure (sys, &e) != 0) {
+    *why = rp_asprintf ("QEMU is not available: %s", e);
+    free (e);
+    return RV_NOT_AVAILABLE;
+  }
+  /* A round trip before the operation changes anything: a QEMU that is
+   * slow (its main loop busy) fails the operation with 32772 and leaves
+   * everything as it was. */
+  if (rp_qmp_cmd (sys->qmp, "query-version", NULL, NULL, &e) == -3) {
+    *why = rp_asprintf ("Timeout: %s; nothing was changed", e);
+    free (e);
+    return RV_TIMEOUT;
+  }
   free (e);
-  return RV_NOT_AVAILABLE;
+  return RV_OK;
+}
+
+int
+rp_qsd_timeout_rv (struct rp_system *sys, int rv, char **why)
+{
+  if (rv == RV_OK || rv == RV_TIMEOUT || !sys->qmp
+      || rp_qmp_timeouts (sys->qmp) == 0)
+    return rv;
+  rp_bitmaps_invalidate (sys);
+  char *d = rp_asprintf ("Timeout: QEMU did not answer in time (%s); the "
+                         "operation stopped there", *why ? *why : "");
+  free (*why);
+  *why = d;
+  return RV_TIMEOUT;
 }

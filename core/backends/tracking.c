@@ -55,6 +55,9 @@ delete_layers (struct rp_refpoint *rp, const char *disk)
   }
 }
 
+static int fleece_teardown (struct rp_refpoint *rp, size_t n,
+                            bool delete_files);
+
 static int
 qmp_simple (struct rp_system *sys, const char *cmd, json_t *args, char **err)
 {
@@ -87,8 +90,10 @@ wait_job_gone (struct rp_system *sys, const char *job)
 }
 
 /* Tear down what exists of RP's fleecing for disks 0..N-1 (errors ignored:
- * parts may not exist).  Deletes the scratch images when DELETE_FILES. */
-static void
+ * parts may not exist).  Deletes the scratch images when DELETE_FILES.
+ * Returns -3 if QEMU did not answer a command in time (the tear-down stops
+ * there and keeps the files; running it again finishes it), else 0. */
+static int
 fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
 {
   struct rp_system *sys = rp->sys;
@@ -98,24 +103,32 @@ fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
     char *e = NULL;
     fleece_names (rp, (unsigned) di, node, job, exp);
     if (rp_qsd_alive (sys)) {
-      qmp_simple (sys, "block-export-del",
-                  json_pack ("{s:s, s:s}", "id", exp, "mode", "hard"), &e);
+      int r = qmp_simple (sys, "block-export-del",
+                          json_pack ("{s:s, s:s}", "id", exp, "mode", "hard"),
+                          &e);
       free (e); e = NULL;
-      if (qmp_simple (sys, "block-job-cancel",
+      if (r == -3)
+        return -3;
+      r = qmp_simple (sys, "block-job-cancel",
                       json_pack ("{s:s, s:b}", "device", job, "force", 1),
-                      &e) == 0)
-        wait_job_gone (sys, job);
+                      &e);
       free (e); e = NULL;
+      if (r == -3)
+        return -3;
+      if (r == 0)
+        wait_job_gone (sys, job);
       /* The export goes away asynchronously too; retry blockdev-del.
        * Top layer first: a node still backing another cannot go. */
       for (unsigned l = 0; l < rp->layers; l++) {
         layer_node (rp, (unsigned) di, l, node);
         for (int t = 0; t < 200; t++) {
-          if (qmp_simple (sys, "blockdev-del",
-                          json_pack ("{s:s}", "node-name", node), &e) == 0
-              || (e && strstr (e, "Failed to find node")))
+          r = qmp_simple (sys, "blockdev-del",
+                          json_pack ("{s:s}", "node-name", node), &e);
+          if (r == 0 || r == -2 || (e && strstr (e, "Failed to find node")))
             break;
           free (e); e = NULL;
+          if (r == -3)
+            return -3;
           struct timespec ts = { 0, 5000000 };
           nanosleep (&ts, NULL);
         }
@@ -125,16 +138,19 @@ fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
     if (delete_files)
       delete_layers (rp, rp->disk_ids[i]);
   }
+  return 0;
 }
 
-void
+int
 rp_fleece_detach (struct rp_refpoint *rp)
 {
-  fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
+  if (fleece_teardown (rp, rp_strv_len (rp->disk_ids), true) != 0)
+    return -1;
   pthread_mutex_lock (&rp->sys->core->lock);
   rp->has_data = false;
   rp_refpoint_save (rp);
   pthread_mutex_unlock (&rp->sys->core->lock);
+  return 0;
 }
 
 /* An empty qcow2 of SIZE at PATH: a copy of a template qemu-img made once

@@ -121,9 +121,9 @@ save_config (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   return 0;
 }
 
-int
-rp_create (struct rp_system *sys, const char *name, int type, int level,
-           struct rp_job *job, struct rp_refpoint **out, char **why)
+static int
+create (struct rp_system *sys, const char *name, int type, int level,
+        struct rp_job *job, struct rp_refpoint **out, char **why)
 {
   CLEANUP_FREE char *note = NULL;
   int rv = RV_FAILED;
@@ -318,10 +318,30 @@ mark_owner_broken (struct rp_system *sys, const char *bitmap, const char *why)
     rp_refpoint_set_broken (owner, why);
 }
 
-int
-rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+/* The disks' bitmaps as the cache has them, minus the destroyed BITMAP
+ * (its predecessor records on if it did). */
+static void
+note_destroyed (struct rp_system *sys, const char *bitmap)
 {
-  rp_bitmaps_invalidate (sys);  /* merges and removes: ask QEMU next time */
+  for (size_t i = 0; sys->bmcache && i < sys->ndisks; i++) {
+    struct rp_bitmaps *b = &sys->bmcache[i];
+    for (size_t j = 0; j < b->n; j++)
+      if (!strcmp (b->v[j].name, bitmap)) {
+        bool rec = b->v[j].recording;
+        const struct rp_bitmap *p = predecessor (b, b->v[j].seq);
+        if (rec && p)
+          b->v[p - b->v].recording = true;
+        free (b->v[j].name);
+        memmove (&b->v[j], &b->v[j + 1], (b->n - j - 1) * sizeof *b->v);
+        b->n--;
+        break;
+      }
+  }
+}
+
+static int
+destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+{
   pthread_mutex_lock (&sys->core->lock);
   bool busy = rp->busy > 0 || rp->exporting;
   pthread_mutex_unlock (&sys->core->lock);
@@ -334,14 +354,25 @@ rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   if (qrv != RV_OK)
     return qrv;
   char *e = NULL;
-  if (rp_refpoint_has_data (rp))
-    rp_fleece_detach (rp);
+  if (rp_refpoint_has_data (rp) && rp_fleece_detach (rp) != 0) {
+    *why = rp_asprintf ("QEMU did not answer while the point-in-time data "
+                        "of '%s' was being removed; the reference point is "
+                        "kept", rp->name);
+    return RV_FAILED;
+  }
 
+  /* From the cache when it is valid: query-named-block-nodes takes long
+   * on a graph with many fleecing nodes.  A transaction QEMU refuses is
+   * tried once more from a fresh look, before anything was changed. */
   struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
-  if (query_all (sys, bm, why) != 0) {
+  if (rp_bitmaps_cached (sys, bm, &e) != 0) {
+    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
+    free (e);
     free_all (sys, bm);
     return RV_NOT_AVAILABLE;
   }
+  bool fresh = false;
+ again:
   /* Fold this reference point's changes into its predecessor's bitmap so
    * that every older base still sees every change. */
   for (size_t i = 0; i < sys->ndisks; i++) {
@@ -371,7 +402,22 @@ rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
       json_decref (actions);
       continue;
     }
-    if (rp_qmp_transaction (sys->qmp, actions, &e) != 0) {
+    int tr = rp_qmp_transaction (sys->qmp, actions, &e);
+    if (tr == -1 && i == 0 && !fresh) {
+      free (e);
+      e = NULL;
+      fresh = true;
+      rp_bitmaps_invalidate (sys);
+      for (size_t k = 0; k < sys->ndisks; k++)
+        rp_bitmaps_free (&bm[k]);
+      if (query_all (sys, bm, why) != 0) {
+        free_all (sys, bm);
+        return RV_NOT_AVAILABLE;
+      }
+      goto again;
+    }
+    if (tr != 0) {
+      rp_bitmaps_invalidate (sys);
       *why = rp_asprintf ("QEMU refused to fold the tracking of disk %s "
                           "into the previous reference point: %s",
                           sys->disks[i].id, e);
@@ -381,6 +427,7 @@ rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
     }
   }
   free_all (sys, bm);
+  note_destroyed (sys, rp->bitmap);
 
   pthread_mutex_lock (&sys->core->lock);
   for (size_t k = 0; k < sys->nrps; k++)
@@ -397,8 +444,8 @@ rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   return RV_OK;
 }
 
-int
-rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+static int
+remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
   pthread_mutex_lock (&sys->core->lock);
   bool has = rp->has_data, busy = rp->busy > 0 || rp->exporting;
@@ -416,6 +463,31 @@ rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   int qrv = rp_qsd_require (sys, why);
   if (qrv != RV_OK)
     return qrv;
-  rp_fleece_detach (rp);
+  if (rp_fleece_detach (rp) != 0) {
+    *why = rp_asprintf ("QEMU did not answer while the point-in-time data "
+                        "of '%s' was being removed; it is kept", rp->name);
+    return RV_FAILED;
+  }
   return RV_OK;
+}
+
+/* The methods: a failure that came from a QMP timeout is 32772. */
+int
+rp_create (struct rp_system *sys, const char *name, int type, int level,
+           struct rp_job *job, struct rp_refpoint **out, char **why)
+{
+  return rp_qsd_timeout_rv (sys, create (sys, name, type, level, job, out,
+                                         why), why);
+}
+
+int
+rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+{
+  return rp_qsd_timeout_rv (sys, destroy (sys, rp, why), why);
+}
+
+int
+rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+{
+  return rp_qsd_timeout_rv (sys, remove_data (sys, rp, why), why);
 }

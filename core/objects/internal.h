@@ -29,7 +29,15 @@
 
 #define RP_BITMAP_PREFIX "rpfs-"
 #define RP_GUARD_BITMAP "rpfs-guard"
-#define RP_QMP_TIMEOUT_MS 60000     /* bound on every QMP reply */
+/* Bound on every QMP reply: 60 s, or the test-only environment variable
+ * RPFS_QMP_TIMEOUT_MS (qsd.c).  A command without a reply in time fails its
+ * operation with 32772; RP_QMP_STUCK such commands in a row make QEMU count
+ * as stuck: it is asked to quit (SIGTERM, which writes the bitmaps) and
+ * killed only if it does not, RP_QEMU_GRACE_MS later. */
+int rp_qmp_timeout_ms (void);
+#define RP_QMP_TIMEOUT_MS rp_qmp_timeout_ms ()
+#define RP_QMP_STUCK 3
+#define RP_QEMU_GRACE_MS 20000
 
 struct rp_result {              /* a caller's last result of one method */
   struct rp_result *next;
@@ -181,6 +189,9 @@ bool rp_qsd_alive (struct rp_system *sys);
 /* rp_qsd_alive, confirmed by a QMP round trip (after an I/O error). */
 bool rp_qsd_answers (struct rp_system *sys);
 int rp_qsd_require (struct rp_system *sys, char **why);
+/* A method's failure RV caused by a QMP timeout becomes RV_TIMEOUT (and
+ * *WHY says so). */
+int rp_qsd_timeout_rv (struct rp_system *sys, int rv, char **why);
 /* "the qemu-storage-daemon of NAME" / "the VM NAME", for messages */
 char *rp_qemu_what (struct rp_system *sys);
 /* vm.c: attach to / detach from a running VM.  Attach returns 0, -1 when the
@@ -254,7 +265,8 @@ int rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err);
 void rp_fleece_actions (struct rp_refpoint *rp, json_t *actions);
 int rp_fleece_exports (struct rp_refpoint *rp, char **err);
 void rp_fleece_abort (struct rp_refpoint *rp);
-void rp_fleece_detach (struct rp_refpoint *rp);
+/* 0, or -1 when QEMU did not answer in time (the data stays). */
+int rp_fleece_detach (struct rp_refpoint *rp);
 void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
 
 /* job.c */
