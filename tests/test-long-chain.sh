@@ -32,11 +32,10 @@ done
 assert_file_eq "$RPS/rp25/HasAssociatedData" true
 assert_file_eq "$RPS/rp10/HasAssociatedData" false
 
-step "rmdir rp12 and rp22 (each in the middle of its kind), each within 5 s"
+step "rmdir rp12 and rp22 (each in the middle of its kind)"
+# How long it takes is bench/chain.sh's to measure, not a test's.
 for k in 12 22; do
-  t0=$SECONDS
   rmdir "$RPS/rp$k"
-  ((SECONDS - t0 <= 5)) || fail "rmdir rp$k took $((SECONDS - t0)) s"
 done
 
 step "the point-in-time disks of rp20, rp21, rp23, rp25 are exact"

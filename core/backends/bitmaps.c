@@ -179,6 +179,21 @@ rp_bitmaps_cached (struct rp_system *sys, struct rp_bitmaps *out, char **err)
   return 0;
 }
 
+int
+rp_bitmaps_cached_disk (struct rp_system *sys, size_t di,
+                        struct rp_bitmaps *out, char **err)
+{
+  struct rp_bitmaps *all = rp_calloc (sys->ndisks + 1, sizeof *all);
+  int r = rp_bitmaps_cached (sys, all, err);
+  for (size_t i = 0; r == 0 && i < sys->ndisks; i++)
+    if (i == di)
+      *out = all[i];
+    else
+      rp_bitmaps_free (&all[i]);
+  free (all);
+  return r;
+}
+
 void
 rp_bitmaps_note_created (struct rp_system *sys, const char *name)
 {

@@ -280,7 +280,9 @@ prepare_diff (struct export_work *w, int di, const char *xname,
   const char *node = sys->disks[di].node;
   struct rp_bitmaps bm;
   char *e = NULL;
-  if (rp_bitmaps_query (sys->qmp, node, &bm, &e) != 0)
+  /* From the cache (bitmaps.c): query-named-block-nodes grows with every
+   * fleecing layer and would slow the export of a long chain. */
+  if (rp_bitmaps_cached_disk (sys, (size_t) di, &bm, &e) != 0)
     goto qmp_fail;
   json_t *sources = json_array ();
   bool found_base = false;

@@ -239,6 +239,9 @@ int rp_bitmaps_query_disks (struct rp_system *sys, struct rp_bitmaps *out,
  * OUT[sys->ndisks], or -1 with *err.  op_lock held. */
 int rp_bitmaps_cached (struct rp_system *sys, struct rp_bitmaps *out,
                        char **err);
+/* The same for disk DI alone (an export's differential). */
+int rp_bitmaps_cached_disk (struct rp_system *sys, size_t di,
+                            struct rp_bitmaps *out, char **err);
 /* A creation added bitmap NAME (recording) and stopped the others. */
 void rp_bitmaps_note_created (struct rp_system *sys, const char *name);
 /* Anything else changed them (or may have): ask QEMU next time. */
