@@ -29,20 +29,37 @@ initial_size (int which)
   return n > 0 ? n : 16384;
 }
 
-int
-rp_user_id (const char *name, uid_t *id)
+/* One entry of NAME: getgrnam_r (GROUP) or getpwnam_r, with a buffer
+ * that grows while the answer does not fit.  0 found, 1 no such name, -1
+ * error. */
+static int
+lookup (const char *name, bool group, unsigned *id)
 {
-  struct passwd pw, *res = NULL;
-  long size = initial_size (_SC_GETPW_R_SIZE_MAX);
+  long size = initial_size (group ? _SC_GETGR_R_SIZE_MAX
+                            : _SC_GETPW_R_SIZE_MAX);
+  bool found = false;
   int r;
 
   for (;;) {
     char *buf = malloc (size);
     if (!buf)
       return -1;
-    r = getpwnam_r (name, &pw, buf, size, &res);
-    if (r == 0 && res)
-      *id = pw.pw_uid;
+    if (group) {
+      struct group gr, *res = NULL;
+      r = getgrnam_r (name, &gr, buf, size, &res);
+      if (r == 0 && res) {
+        *id = gr.gr_gid;
+        found = true;
+      }
+    }
+    else {
+      struct passwd pw, *res = NULL;
+      r = getpwnam_r (name, &pw, buf, size, &res);
+      if (r == 0 && res) {
+        *id = pw.pw_uid;
+        found = true;
+      }
+    }
     free (buf);
     if (r != ERANGE || size >= (1L << 24))
       break;
@@ -50,29 +67,25 @@ rp_user_id (const char *name, uid_t *id)
   }
   if (r != 0)
     return -1;
-  return res ? 0 : 1;
+  return found ? 0 : 1;
+}
+
+int
+rp_user_id (const char *name, uid_t *id)
+{
+  unsigned v = 0;
+  int r = lookup (name, false, &v);
+  if (r == 0)
+    *id = (uid_t) v;
+  return r;
 }
 
 int
 rp_group_id (const char *name, gid_t *id)
 {
-  struct group gr, *res = NULL;
-  long size = initial_size (_SC_GETGR_R_SIZE_MAX);
-  int r;
-
-  for (;;) {
-    char *buf = malloc (size);
-    if (!buf)
-      return -1;
-    r = getgrnam_r (name, &gr, buf, size, &res);
-    if (r == 0 && res)
-      *id = gr.gr_gid;
-    free (buf);
-    if (r != ERANGE || size >= (1L << 24))
-      break;
-    size *= 2;
-  }
-  if (r != 0)
-    return -1;
-  return res ? 0 : 1;
+  unsigned v = 0;
+  int r = lookup (name, true, &v);
+  if (r == 0)
+    *id = (gid_t) v;
+  return r;
 }
