@@ -317,8 +317,8 @@ cmd_locked (struct rp_qmp *q, const char *command, json_t *args,
       if (r == 0)
         {
           atomic_fetch_add (&q->timeouts, 1);
-          set_err (err, "%s did not answer %s within %d ms", q->peer,
-                   command, q->timeout_ms);
+          set_err (err, "%s is not answering (no reply to %s within %d "
+                   "ms)", q->peer, command, q->timeout_ms);
           return -3;
         }
       if (r < 0)
