@@ -224,6 +224,15 @@ as_user() {
   setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
 }
 
+# stop_bg PID: stop a background job started as `as_user CMD &` and wait
+# for it. $! is the subshell running the function; the command itself is
+# its child, so it is stopped first (else it outlives the kill).
+stop_bg() {
+  pkill -P "$1" 2>/dev/null || true
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 # wait_until SECONDS WHAT CMD...: poll CMD every 0.1 s until it succeeds.
 wait_until() {
   local timeout=$1 what=$2

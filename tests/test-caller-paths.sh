@@ -53,7 +53,7 @@ as_user mkdir "$UD/d"
 as_user ln -s "$VICTIM" "$UD/l"
 as_user "$RACE" exchange "$UD" d l 60 >/dev/null &
 RACER=$!
-cleanup_add "kill $RACER 2>/dev/null"
+cleanup_add "stop_bg $RACER"
 # Each started export has about even odds of meeting the symlink when it
 # creates its directory: ten of them miss a path walked as root with odds
 # of 1 in 1000.
@@ -69,8 +69,7 @@ while ((started < 10 && SECONDS < deadline)); do
     refused=$((refused + 1))
   fi
 done
-kill "$RACER"
-wait "$RACER" || true
+stop_bg "$RACER"
 echo "   $started exports started, $refused refused"
 ((started > 0)) || fail "no export started during the race: the test proved nothing"
 assert_eq "$(find "$VICTIM" -mindepth 1 | head -5)" "" "entries rpfs made in root's directory"
@@ -83,7 +82,7 @@ step "2. the assembly directory replaced by a symlink to a root-only directory"
 as_user mkdir "$UD/e"
 as_user "$RACE" hijack "$UD/e" .vm2. "$SECRET" 5 >"$WORK/hijacks" &
 RACER=$!
-cleanup_add "kill $RACER 2>/dev/null"
+cleanup_add "stop_bg $RACER"
 user_export vm2 "$UD/e"
 assert_eq "$RV" 4096 "ReturnValue of the export under attack"
 wait_job_done "$MNT/jobs/$JOB" 120
