@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "qemu.h"
 #include "proc.h"
 
 struct rp_agent {

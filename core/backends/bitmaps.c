@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "qemu.h"
 
 char *
 rp_bitmap_name (unsigned seq, const char *uuid)

@@ -10,9 +10,10 @@
  *   rp.<seq>.<i>  NBD export of f<seq>_<i> (the point-in-time disk)
  * QMP runs on one end of a socketpair and the NBD server on a listening
  * socket that rpfs binds itself, so nothing waits for a socket file.
- * A system with "qmp = SOCKET" has no daemon: the rp_qsd_* functions hand
- * it to vm.c, and the same graph (with the VM's own node names for the
- * disks) lives in the VM's QEMU. */
+ * This file fills struct rp_backend_qsd (backend.h): start, stop, liveness
+ * and the image check are its own; the graph operations are the QEMU
+ * family's (qemu.c, tracking.c), shared with a running VM (vm.c).  There
+ * is no guest, so no freeze: the disks are at rest. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,21 +24,21 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qemu.h"
 #include "proc.h"
 
+/* sys->bstate */
+struct qsd_state {
+  pid_t pid;                    /* 0: not running */
+};
 
-void
-rp_export_name_cur (char *buf, size_t n, unsigned disk)
+static struct qsd_state *
+st (struct rp_system *sys)
 {
-  snprintf (buf, n, "cur.%u", disk);
+  return sys->bstate;
 }
 
-void
-rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk)
-{
-  snprintf (buf, n, "rp.%u.%u", seq, disk);
-}
+static void qsd_stop (struct rp_system *sys);
 
 int
 rp_qmp_timeout_ms (void)
@@ -85,33 +86,30 @@ report_killed (struct rp_system *sys, const char *why)
 static void
 stop_unanswering (struct rp_system *sys, const char *why)
 {
-  if (sys->qsd_pid <= 0)
+  if (st (sys)->pid <= 0)
     return;
-  if (kill (-sys->qsd_pid, SIGTERM) < 0)
-    kill (sys->qsd_pid, SIGTERM);
-  int r = rp_proc_stop (sys->qsd_pid, RP_QEMU_GRACE_MS / 2);
+  if (kill (-st (sys)->pid, SIGTERM) < 0)
+    kill (st (sys)->pid, SIGTERM);
+  int r = rp_proc_stop (st (sys)->pid, RP_QEMU_GRACE_MS / 2);
   if (r == 2)
     report_killed (sys, why);
   else
     fprintf (stderr, "rpfs: %s: qemu-storage-daemon (%s) stopped cleanly "
              "on SIGTERM; change tracking kept\n", sys->name, why);
-  sys->qsd_pid = 0;
+  st (sys)->pid = 0;
 }
 
-char *
-rp_qemu_what (struct rp_system *sys)
+static char *
+qsd_what (struct rp_system *sys)
 {
-  return sys->conf->qmp ? rp_asprintf ("the VM of %s", sys->name)
-    : rp_asprintf ("the qemu-storage-daemon of %s", sys->name);
+  return rp_asprintf ("the qemu-storage-daemon of %s", sys->name);
 }
 
-bool
-rp_qsd_alive (struct rp_system *sys)
+static bool
+qsd_alive (struct rp_system *sys)
 {
-  if (sys->conf->qmp)
-    return sys->qmp && rp_qmp_alive (sys->qmp);
-  return sys->qmp && rp_qmp_alive (sys->qmp) && sys->qsd_pid > 0
-    && rp_proc_alive (sys->qsd_pid);
+  return sys->qmp && rp_qmp_alive (sys->qmp) && st (sys)->pid > 0
+    && rp_proc_alive (st (sys)->pid);
 }
 
 static int
@@ -133,7 +131,7 @@ add_disk (struct rp_system *sys, unsigned i, char **err)
   rp_export_name_cur (name, sizeof name, i);
   args = json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", name,
                     "node-name", d->node, "name", name,
-                    "writable", rp_system_disks_writable (sys));
+                    "writable", 1);
   if (rp_qmp_cmd (sys->qmp, "block-export-add", args, NULL, &e) != 0) {
     *err = rp_asprintf ("disk %s: cannot export it over NBD: %s", d->id, e);
     free (e);
@@ -142,11 +140,9 @@ add_disk (struct rp_system *sys, unsigned i, char **err)
   return 0;
 }
 
-int
-rp_qsd_start (struct rp_system *sys, char **err)
+static int
+qsd_start (struct rp_system *sys, char **err)
 {
-  if (sys->conf->qmp)
-    return rp_vm_attach (sys, err);
   int sv[2] = { -1, -1 };
   int lfd = -1;
   CLEANUP_FREE char *chardev = NULL, *nbd = NULL;
@@ -176,7 +172,7 @@ rp_qsd_start (struct rp_system *sys, char **err)
   sv[1] = -1;
   close (lfd);
   lfd = -1;
-  sys->qsd_pid = pid;
+  st (sys)->pid = pid;
   char *e = NULL;
   sys->qmp = rp_qmp_open (sv[0], RP_QMP_TIMEOUT_MS, &e);
   sv[0] = -1;                   /* owned by rp_qmp now, or closed */
@@ -184,23 +180,17 @@ rp_qsd_start (struct rp_system *sys, char **err)
     *err = rp_asprintf ("qemu-storage-daemon did not answer on QMP: %s "
                         "(see %s)", e, sys->log_path);
     free (e);
-    rp_qsd_stop (sys);
+    qsd_stop (sys);
     return -1;
   }
   rp_qemu_read_version (sys);
   for (unsigned i = 0; i < sys->ndisks; i++)
     if (add_disk (sys, i, err) != 0) {
-      rp_qsd_stop (sys);
+      qsd_stop (sys);
       return -1;
     }
   sys->generation++;
-  if (rp_refpoint_check_tracking (sys) != 0) {
-    *err = rp_asprintf ("cannot check change tracking of system %s",
-                        sys->name);
-    rp_qsd_stop (sys);
-    return -1;
-  }
-  return 0;
+  return 0;       /* then the tracking check (qsd_check_tracking) */
 
  fail:
   if (sv[0] >= 0) close (sv[0]);
@@ -211,7 +201,7 @@ rp_qsd_start (struct rp_system *sys, char **err)
 
 /* The guard bitmap proves at the next start that nothing wrote the disks
  * while rpfs was away, so the fleecing data kept in the scratch images is
- * still the point-in-time content (rp_refpoint_check_tracking). */
+ * still the point-in-time content (rp_qemu_check_tracking). */
 static void
 add_guards (struct rp_system *sys)
 {
@@ -233,13 +223,10 @@ add_guards (struct rp_system *sys)
   }
 }
 
-void
-rp_qsd_stop (struct rp_system *sys)
+/* A clean stop keeps the tracking: the guards, then "quit". */
+static void
+qsd_stop (struct rp_system *sys)
 {
-  if (sys->conf->qmp) {
-    rp_vm_detach (sys);         /* the VM is the user's: it keeps running */
-    return;
-  }
   if (sys->qmp && rp_qmp_alive (sys->qmp)
       && rp_qmp_timeouts (sys->qmp) < RP_QMP_STUCK) {
     char *e = NULL;
@@ -248,12 +235,12 @@ rp_qsd_stop (struct rp_system *sys)
     rp_qmp_cmd (sys->qmp, "quit", NULL, NULL, &e);
     free (e);
   }
-  if (sys->qsd_pid > 0) {
+  if (st (sys)->pid > 0) {
     /* quit asked (or not possible): RP_QEMU_GRACE_MS to exit, then SIGTERM
      * (a clean shutdown too), then SIGKILL. */
-    if (rp_proc_stop (sys->qsd_pid, RP_QEMU_GRACE_MS / 2) == 2)
+    if (rp_proc_stop (st (sys)->pid, RP_QEMU_GRACE_MS / 2) == 2)
       report_killed (sys, "it ignored quit and SIGTERM");
-    sys->qsd_pid = 0;
+    st (sys)->pid = 0;
   }
   if (sys->qmp) {
     rp_qmp_close (sys->qmp);
@@ -261,27 +248,17 @@ rp_qsd_stop (struct rp_system *sys)
   }
 }
 
-/* After an I/O error: is QEMU still there?  Its monitor closing can lag
- * behind the NBD connections by a moment when it is killed, so ask it. */
-bool
-rp_qsd_answers (struct rp_system *sys)
-{
-  if (!rp_qsd_alive (sys))
-    return false;
-  char *e = NULL;
-  int r = rp_qmp_cmd (sys->qmp, "query-version", NULL, NULL, &e);
-  free (e);
-  return r == 0 && rp_qsd_alive (sys);
-}
-
-int
-rp_qsd_ensure (struct rp_system *sys, char **err)
+/* Before an operation: a daemon that died is reaped, one that answered
+ * none of several commands in a row is stopped (SIGTERM first); either way
+ * the generic layer starts a new one (1). */
+static int
+qsd_revive (struct rp_system *sys)
 {
   bool stuck = sys->qmp && rp_qmp_alive (sys->qmp)
     && rp_qmp_timeouts (sys->qmp) >= RP_QMP_STUCK;
-  if (!stuck && rp_qsd_alive (sys))
+  if (!stuck && qsd_alive (sys))
     return 0;
-  if (stuck && !sys->conf->qmp) {
+  if (stuck) {
     /* Slow is not dead: each command that timed out failed its operation
      * alone.  Only a QEMU that answered none of several commands in a row
      * is replaced, and it is asked to shut down cleanly first. */
@@ -291,64 +268,108 @@ rp_qsd_ensure (struct rp_system *sys, char **err)
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
     stop_unanswering (sys, "it did not answer QMP");
-    return rp_qsd_start (sys, err);
+    return 1;
   }
-  if (stuck)                    /* a VM is the user's: never stopped */
-    return 0;
-  if (sys->conf->qmp && sys->qmp) {
-    fprintf (stderr, "rpfs: %s: the VM's QEMU went away; attaching again\n",
-             sys->name);
-    rp_qmp_close (sys->qmp);
-    sys->qmp = NULL;
-  }
-  else if (sys->qsd_pid > 0 || sys->qmp) {
+  if (st (sys)->pid > 0 || sys->qmp) {
     fprintf (stderr, "rpfs: %s: qemu-storage-daemon died; restarting it\n",
              sys->name);
     if (sys->qmp) {
       rp_qmp_close (sys->qmp);
       sys->qmp = NULL;
     }
-    if (sys->qsd_pid > 0 && rp_proc_alive (sys->qsd_pid))
+    if (st (sys)->pid > 0 && rp_proc_alive (st (sys)->pid))
       stop_unanswering (sys, "its monitor connection broke");
-    else if (sys->qsd_pid > 0)
-      rp_proc_stop (sys->qsd_pid, 0);   /* reap it */
-    sys->qsd_pid = 0;
+    else if (st (sys)->pid > 0)
+      rp_proc_stop (st (sys)->pid, 0);   /* reap it */
+    st (sys)->pid = 0;
   }
-  return rp_qsd_start (sys, err);
+  return 1;
 }
 
-/* rp_qsd_ensure for a method: RV_OK, or RV_NOT_AVAILABLE with *WHY. */
-int
-rp_qsd_require (struct rp_system *sys, char **why)
+static int
+qsd_check_tracking (struct rp_system *sys)
 {
-  char *e = NULL;
-  if (rp_qsd_ensure (sys, &e) != 0) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    free (e);
-    return RV_NOT_AVAILABLE;
-  }
-  /* A round trip before the operation changes anything: a QEMU that is
-   * slow (its main loop busy) fails the operation with 32772 and leaves
-   * everything as it was. */
-  if (rp_qmp_cmd (sys->qmp, "query-version", NULL, NULL, &e) == -3) {
-    *why = rp_asprintf ("Timeout: %s; nothing was changed", e);
-    free (e);
-    return RV_TIMEOUT;
-  }
-  free (e);
-  return RV_OK;
+  /* Point-in-time data survives a clean stop: re-attached if the guards
+   * say nothing wrote the disks meanwhile. */
+  return rp_qemu_check_tracking (sys, false) == 0 ? 0 : -1;
 }
 
-int
-rp_qsd_timeout_rv (struct rp_system *sys, int rv, char **why)
+static bool
+qsd_disks_writable (struct rp_system *sys)
 {
-  if (rv == RV_OK || rv == RV_TIMEOUT || !sys->qmp
-      || rp_qmp_timeouts (sys->qmp) == 0)
-    return rv;
-  rp_bitmaps_invalidate (sys);
-  char *d = rp_asprintf ("Timeout: QEMU did not answer in time (%s); the "
-                         "operation stopped there", *why ? *why : "");
-  free (*why);
-  *why = d;
-  return RV_TIMEOUT;
+  (void) sys;
+  return true;                  /* nothing else uses the disks */
 }
+
+/* Persistent tracking needs qcow2 v3: say so before QEMU is involved.
+ * (The disks of a running VM are checked in that VM instead: vm.c.) */
+static int
+qsd_check_images (struct rp_system *sys, char **err)
+{
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    struct rp_disk *d = &sys->disks[i];
+    CLEANUP_FREE char *out = NULL, *errs = NULL;
+    char *argv[] = { "qemu-img", "info", "--output=json", "-U", d->path,
+                     NULL };
+    if (rp_proc_run (argv, NULL, &out, &errs) != 0) {
+      if (errs)
+        errs[strcspn (errs, "\n")] = 0;
+      *err = rp_asprintf ("%s:%d: disk %s: %s", sys->conf_path, d->line,
+                          d->id, errs && *errs ? errs : "qemu-img info failed");
+      return -1;
+    }
+    json_error_t je;
+    json_t *info = json_loads (out, 0, &je);
+    const char *fmt = json_string_value (json_object_get (info, "format"));
+    const char *compat = json_string_value (json_object_get (
+      json_object_get (json_object_get (info, "format-specific"), "data"),
+      "compat"));
+    d->size = json_integer_value (json_object_get (info, "virtual-size"));
+    int r = 0;
+    if (!fmt || strcmp (fmt, "qcow2") != 0) {
+      *err = rp_asprintf (
+        "%s:%d: disk %s: %s is a %s image; change tracking needs qcow2: "
+        "convert it (qemu-img convert -O qcow2), or keep the data raw "
+        "behind a qcow2 metadata image with data_file (see 'Raw images' "
+        "in docs/configuration.md: a plain qemu-img create -o data_file= "
+        "of an existing raw file would zero it)",
+        sys->conf_path, d->line, d->id, d->path, fmt ? fmt : "unknown");
+      r = -1;
+    }
+    else if (compat && strcmp (compat, "0.10") == 0) {
+      *err = rp_asprintf ("%s:%d: disk %s: %s is qcow2 version 2 (compat "
+                          "0.10), which cannot hold persistent bitmaps; "
+                          "upgrade it with qemu-img amend -o compat=1.1",
+                          sys->conf_path, d->line, d->id, d->path);
+      r = -1;
+    }
+    json_decref (info);
+    if (r)
+      return r;
+  }
+  return 0;
+}
+
+const struct rp_backend rp_backend_qsd = {
+  .name = "qemu-storage-daemon",
+  .state_size = sizeof (struct qsd_state),
+  .what = qsd_what,
+  .check = qsd_check_images,
+  .start = qsd_start,
+  .check_tracking = qsd_check_tracking,
+  .stop = qsd_stop,
+  .alive = qsd_alive,
+  .revive = qsd_revive,
+  .ping = rp_qemu_ping,
+  .timed_out = rp_qemu_timed_out,
+  .disks_writable = qsd_disks_writable,
+  /* no freeze: offline disks are at rest */
+  .create = rp_qemu_create,
+  .destroy = rp_qemu_destroy,
+  .drop_data = rp_qemu_drop_data,
+  .disk_endpoint = rp_qemu_disk_endpoint,
+  .changes_open = rp_qemu_changes_open,
+  .changes_close = rp_qemu_changes_close,
+  .has_tracking = rp_qemu_has_tracking,
+  /* no io_stats: no guest to pace an export by */
+};

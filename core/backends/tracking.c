@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qemu.h"
 #include "proc.h"
 
 /* A reference point's point-in-time data on disk i is a chain of scratch
@@ -102,7 +102,7 @@ fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
     char node[32], job[32], exp[32];
     char *e = NULL;
     fleece_names (rp, (unsigned) di, node, job, exp);
-    if (rp_qsd_alive (sys)) {
+    if (rp_backend_alive (sys)) {
       int r = qmp_simple (sys, "block-export-del",
                           json_pack ("{s:s, s:s}", "id", exp, "mode", "hard"),
                           &e);
@@ -141,16 +141,12 @@ fleece_teardown (struct rp_refpoint *rp, size_t n, bool delete_files)
   return 0;
 }
 
+/* The backends' drop_data: the record is the generic layer's. */
 int
-rp_fleece_detach (struct rp_refpoint *rp)
+rp_qemu_drop_data (struct rp_system *sys, struct rp_refpoint *rp)
 {
-  if (fleece_teardown (rp, rp_strv_len (rp->disk_ids), true) != 0)
-    return -1;
-  pthread_mutex_lock (&rp->sys->core->lock);
-  rp->has_data = false;
-  rp_refpoint_save (rp);
-  pthread_mutex_unlock (&rp->sys->core->lock);
-  return 0;
+  (void) sys;
+  return fleece_teardown (rp, rp_strv_len (rp->disk_ids), true) != 0 ? -1 : 0;
 }
 
 /* An empty qcow2 of SIZE at PATH: a copy of a template qemu-img made once
@@ -300,7 +296,8 @@ rp_fleece_abort (struct rp_refpoint *rp)
  * Otherwise (a crash, or a writer in between) the data is dropped and the
  * reference point stays usable as a base if its tracking is intact.
  * A running VM has no guard: its fleecing lives on in the VM while rpfs is
- * away and is adopted if its backup jobs still run (adopt). */
+ * away and is adopted if its backup jobs still run (adopt; the VM backend
+ * asks for it with ADOPT_RUNNING). */
 static int
 reattach (struct rp_refpoint *rp, char **err)
 {
@@ -358,7 +355,7 @@ adopt (struct rp_refpoint *rp, char **err)
 }
 
 int
-rp_refpoint_check_tracking (struct rp_system *sys)
+rp_qemu_check_tracking (struct rp_system *sys, bool adopt_running)
 {
   struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
   char *e = NULL;
@@ -417,7 +414,7 @@ rp_refpoint_check_tracking (struct rp_system *sys)
     if (!had)
       continue;
     CLEANUP_FREE char *why = NULL;
-    bool ok = sys->conf->qmp ? adopt (rp, &why) == 0
+    bool ok = adopt_running ? adopt (rp, &why) == 0
       : guard_ok && reattach (rp, &why) == 0;
     if (!ok) {
       fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",

@@ -10,7 +10,10 @@
  *   detach   removes the exports and the NBD server; the bitmaps and the
  *            fleecing (the reference points' data) stay in the VM, and the
  *            next attach adopts the fleecing whose backup jobs still run.
- * rpfs never writes a disk of a running VM itself.  All functions run with
+ * rpfs never writes a disk of a running VM itself.  This file fills
+ * struct rp_backend_vm (backend.h): attach and detach are its own, freeze
+ * and thaw go to the guest agent (agent.c), the graph operations are the
+ * QEMU family's (qemu.c, tracking.c).  All functions run with
  * sys->op_lock held. */
 #include <errno.h>
 #include <limits.h>
@@ -23,8 +26,21 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qemu.h"
 #include "proc.h"
+
+/* sys->bstate */
+struct vm_state {
+  bool nbd;                     /* rpfs started the VM's NBD server */
+};
+
+static struct vm_state *
+st (struct rp_system *sys)
+{
+  return sys->bstate;
+}
+
+static void vm_detach (struct rp_system *sys);
 
 #define GREETING_MS 5000
 
@@ -207,7 +223,7 @@ start_nbd (struct rp_system *sys, char **err)
     if (rp_qmp_cmd (sys->qmp, "nbd-server-start",
                     json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
                                "data", "path", sys->nbd_path), NULL, &e) == 0) {
-      sys->vm_nbd = true;
+      st (sys)->nbd = true;
       return 0;
     }
     struct stat st;
@@ -231,8 +247,8 @@ start_nbd (struct rp_system *sys, char **err)
   return -1;
 }
 
-int
-rp_vm_attach (struct rp_system *sys, char **err)
+static int
+vm_attach (struct rp_system *sys, char **err)
 {
   const char *path = sys->conf->qmp;
   int fd = rp_unix_connect (path);
@@ -280,35 +296,127 @@ rp_vm_attach (struct rp_system *sys, char **err)
     }
   }
   if (r != 0) {
-    rp_vm_detach (sys);
+    vm_detach (sys);
     return r;
   }
   rp_agent_recover (sys);
   sys->generation++;
-  if (rp_refpoint_check_tracking (sys) != 0) {
-    *err = rp_asprintf ("cannot check change tracking of system %s",
-                        sys->name);
-    rp_vm_detach (sys);
-    return -2;
-  }
-  return 0;
+  return 0;       /* then the tracking check (vm_check_tracking) */
 }
 
 /* Leave the VM as it was but for the reference points' bitmaps and
  * fleecing: drop the exports and the NBD server, close the monitor. */
-void
-rp_vm_detach (struct rp_system *sys)
+static void
+vm_detach (struct rp_system *sys)
 {
   if (sys->qmp && rp_qmp_alive (sys->qmp)) {
     drop_stale_exports (sys);
     char *e = NULL;
-    if (sys->vm_nbd)            /* never another tool's server */
+    if (st (sys)->nbd)            /* never another tool's server */
       rp_qmp_cmd (sys->qmp, "nbd-server-stop", NULL, NULL, &e);
     free (e);
   }
-  sys->vm_nbd = false;
+  st (sys)->nbd = false;
   if (sys->qmp) {
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
   }
 }
+
+static char *
+vm_what (struct rp_system *sys)
+{
+  return rp_asprintf ("the VM of %s", sys->name);
+}
+
+static bool
+vm_alive (struct rp_system *sys)
+{
+  return sys->qmp && rp_qmp_alive (sys->qmp);
+}
+
+/* A VM is the user's: a slow one is never replaced (0); one whose monitor
+ * went away is attached again (1). */
+static int
+vm_revive (struct rp_system *sys)
+{
+  bool stuck = sys->qmp && rp_qmp_alive (sys->qmp)
+    && rp_qmp_timeouts (sys->qmp) >= RP_QMP_STUCK;
+  if (stuck || vm_alive (sys))
+    return 0;
+  if (sys->qmp) {
+    fprintf (stderr, "rpfs: %s: the VM's QEMU went away; attaching again\n",
+             sys->name);
+    rp_qmp_close (sys->qmp);
+    sys->qmp = NULL;
+  }
+  return 1;
+}
+
+static int
+vm_check_tracking (struct rp_system *sys)
+{
+  /* The VM kept the fleecing while rpfs was away: adopted if its backup
+   * jobs still run.  A failure is "not reachable now", as for attach. */
+  return rp_qemu_check_tracking (sys, true) == 0 ? 0 : -2;
+}
+
+static bool
+vm_freezable (struct rp_system *sys)
+{
+  return sys->conf->agent != NULL;
+}
+
+static int
+vm_freeze (struct rp_system *sys, void **token, char **why)
+{
+  struct rp_agent *a = NULL;
+  int rv = rp_agent_freeze (sys, &a, why);
+  *token = a;
+  return rv;
+}
+
+static void
+vm_thaw (struct rp_system *sys, void *token)
+{
+  rp_agent_thaw (sys, token);
+}
+
+/* The VM's own node names at creation go into the record (QemuNode). */
+static int
+vm_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
+           char **why)
+{
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    CLEANUP_FREE char *dn = rp_asprintf ("%s=%s", sys->disks[i].id,
+                                         sys->disks[i].node);
+    rp->qemu_nodes = rp_strv_push (rp->qemu_nodes, dn);
+  }
+  return rp_qemu_create (sys, rp, note, why);
+}
+
+const struct rp_backend rp_backend_vm = {
+  .name = "vm",
+  .state_size = sizeof (struct vm_state),
+  .what = vm_what,
+  /* no check: the disks are checked in the VM at attach */
+  .start = vm_attach,
+  .check_tracking = vm_check_tracking,
+  .stop = vm_detach,
+  .alive = vm_alive,
+  .revive = vm_revive,
+  .ping = rp_qemu_ping,
+  .timed_out = rp_qemu_timed_out,
+  /* no disks_writable: the guest owns the disks, the mount reads them */
+  .freezable = vm_freezable,
+  .freeze = vm_freeze,
+  .thaw = vm_thaw,
+  .create = vm_create,
+  .destroy = rp_qemu_destroy,
+  .drop_data = rp_qemu_drop_data,
+  .disk_endpoint = rp_qemu_disk_endpoint,
+  .changes_open = rp_qemu_changes_open,
+  .changes_close = rp_qemu_changes_close,
+  .has_tracking = rp_qemu_has_tracking,
+  .io_stats = rp_qemu_io_stats,
+};

@@ -60,32 +60,10 @@ struct rp_pacer {
 static bool
 sample (struct rp_system *sys, uint64_t *ops, uint64_t *ns)
 {
-  json_t *ret = NULL;
-  char *err = NULL;
   pthread_mutex_lock (&sys->op_lock);
-  int r = sys->qmp ? rp_qmp_cmd (sys->qmp, "query-blockstats", NULL, &ret,
-                                 &err) : -2;
+  bool ok = rp_backend_io_stats (sys, ops, ns);
   pthread_mutex_unlock (&sys->op_lock);
-  free (err);
-  if (r != 0)
-    return false;
-  static const char *const keys[][2] = {
-    { "rd_operations", "rd_total_time_ns" },
-    { "wr_operations", "wr_total_time_ns" },
-    { "flush_operations", "flush_total_time_ns" },
-  };
-  size_t i;
-  json_t *dev;
-  *ops = *ns = 0;
-  json_array_foreach (ret, i, dev) {
-    json_t *st = json_object_get (dev, "stats");
-    for (size_t k = 0; k < 3; k++) {
-      *ops += (uint64_t) json_integer_value (json_object_get (st, keys[k][0]));
-      *ns += (uint64_t) json_integer_value (json_object_get (st, keys[k][1]));
-    }
-  }
-  json_decref (ret);
-  return true;
+  return ok;
 }
 
 static void

@@ -54,29 +54,30 @@ nbd_errno (void)
   return e ? e : EIO;
 }
 
-/* Which export serves (SYS, RP, ID); -errno if none. */
+/* Which export serves (SYS, RP, ID), into *EP; -errno if none. */
 static int
 export_for (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
-            char name[64])
+            struct rp_endpoint *ep)
 {
   int di = rp_disk_index (sys, id);
   if (di < 0)
     return -ENOENT;
-  if (!rp) {
-    rp_export_name_cur (name, 64, (unsigned) di);
-    return 0;
+  if (rp) {
+    pthread_mutex_lock (&sys->core->lock);
+    bool ok = rp->has_data && rp_strv_contains (rp->disk_ids, id);
+    pthread_mutex_unlock (&sys->core->lock);
+    if (!ok)
+      return -ENOENT;
   }
-  pthread_mutex_lock (&sys->core->lock);
-  bool ok = rp->has_data && rp_strv_contains (rp->disk_ids, id);
-  pthread_mutex_unlock (&sys->core->lock);
-  if (!ok)
-    return -ENOENT;
-  rp_export_name_rp (name, 64, rp->seq, (unsigned) di);
-  return 0;
+  char *e = NULL;
+  int r = rp_backend_disk_endpoint (sys, rp, (size_t) di, ep, &e);
+  free (e);
+  return r == 0 ? 0 : -ENOENT;
 }
 
 static struct nbd_handle *
-connect_export (struct rp_system *sys, const char *name, int *err)
+connect_export (struct rp_system *sys, const struct rp_endpoint *ep,
+                int *err)
 {
   for (int attempt = 0; attempt < 2; attempt++) {
     struct nbd_handle *h = nbd_create ();
@@ -86,17 +87,17 @@ connect_export (struct rp_system *sys, const char *name, int *err)
     }
     /* Every read's result is checked before its buffer is used, so
      * libnbd need not zero each buffer first (a memset of every byte). */
-    if (nbd_set_export_name (h, name) != -1
+    if (nbd_set_export_name (h, ep->name) != -1
         && nbd_set_pread_initialize (h, false) != -1
         && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) != -1
-        && nbd_connect_unix (h, sys->nbd_path) != -1)
+        && nbd_connect_unix (h, ep->sock) != -1)
       return h;
     *err = nbd_errno ();
     nbd_close (h);
     /* QEMU may have died: the next request restarts it. */
     pthread_mutex_lock (&sys->op_lock);
     char *e = NULL;
-    bool again = !rp_qsd_alive (sys) && rp_qsd_ensure (sys, &e) == 0;
+    bool again = !rp_backend_alive (sys) && rp_backend_ensure (sys, &e) == 0;
     pthread_mutex_unlock (&sys->op_lock);
     free (e);
     if (!again)
@@ -121,21 +122,23 @@ struct rp_disk_io *
 rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
               bool write, const struct rp_caller *who, int *rv)
 {
-  char name[64];
+  struct rp_endpoint ep = { 0 };
   int err;
   *rv = rp_disk_access (sys, id, who, write ? R_OK | W_OK : R_OK);
   if (*rv != RV_OK)
     return NULL;
-  if (export_for (sys, rp, id, name) != 0) {
+  if (export_for (sys, rp, id, &ep) != 0) {
     *rv = RV_INVALID_STATE;
     return NULL;
   }
   if (write && (rp || !rp_system_disks_writable (sys))) {
+    rp_endpoint_clear (&ep);
     *rv = RV_ACCESS_DENIED;
     return NULL;
   }
-  struct nbd_handle *h = connect_export (sys, name, &err);
+  struct nbd_handle *h = connect_export (sys, &ep, &err);
   if (!h) {
+    rp_endpoint_clear (&ep);
     *rv = RV_NOT_AVAILABLE;
     return NULL;
   }
@@ -144,11 +147,12 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   io->h = io->pool[0] = h;
   io->n = 1;
   for (unsigned i = 1; rp && i < POOL; i++) {
-    struct nbd_handle *x = connect_export (sys, name, &err);
+    struct nbd_handle *x = connect_export (sys, &ep, &err);
     if (!x)
       break;
     io->pool[io->n++] = x;
   }
+  rp_endpoint_clear (&ep);
   for (unsigned i = 0; i < io->n; i++)
     pthread_mutex_init (&io->locks[i], NULL);
   atomic_init (&io->next, 0);
@@ -278,11 +282,12 @@ int
 rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
               uint64_t *size, uint64_t *allocated)
 {
-  char name[64];
-  int err = export_for (sys, rp, id, name);
+  struct rp_endpoint ep = { 0 };
+  int err = export_for (sys, rp, id, &ep);
   if (err)
     return err;
-  struct nbd_handle *h = connect_export (sys, name, &err);
+  struct nbd_handle *h = connect_export (sys, &ep, &err);
+  rp_endpoint_clear (&ep);
   if (!h)
     return -err;
   int64_t sz = nbd_get_size (h);

@@ -280,15 +280,15 @@ rp_system_check (struct rp_system *sys, const char *method, const char *buf,
     rv = create_args (buf, len, &name, &type, &level, &why);
     if (rv == RV_OK && !rp_name_valid (name))
       rv = RV_INVALID_PARAMETER;
-    /* Application consistency in a running VM needs its guest agent. */
-    if (rv == RV_OK && level == 1 && sys->conf->qmp && !sys->conf->agent
-        && !sys->conf->fallback_crash)
+    /* Application consistency in a running guest needs a way to freeze
+     * it (a VM's guest agent). */
+    if (rv == RV_OK && level == 1 && !rp_backend_app_consistency (sys))
       rv = RV_NOT_SUPPORTED;
     /* QEMU gone (a VM not running): say so in the write, not at close. */
     if (rv == RV_OK) {
       char *e = NULL;
       pthread_mutex_lock (&sys->op_lock);
-      if (rp_qsd_ensure (sys, &e) != 0)
+      if (rp_backend_ensure (sys, &e) != 0)
         rv = RV_NOT_AVAILABLE;
       pthread_mutex_unlock (&sys->op_lock);
       free (e);

@@ -119,7 +119,7 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
   }
 
   char *e = NULL;
-  bool qemu_ok = rp_qsd_ensure (sys, &e) == 0;
+  bool qemu_ok = rp_backend_ensure (sys, &e) == 0;
   pthread_mutex_lock (&sys->core->lock);
   if (!rp->has_data) {
     *why = rp_asprintf ("reference point '%s' has no associated data (%s)",
@@ -270,93 +270,6 @@ backing_of (struct export_work *w, const char *disk)
   return rp_relpath (real, to);
 }
 
-/* Merge the bitmaps of [base, rp) on disk DI into transient bitmap XNAME
- * and export the point-in-time node with it.  op_lock held. */
-static int
-prepare_diff (struct export_work *w, int di, const char *xname,
-              const char *ename, char **why)
-{
-  struct rp_system *sys = w->rp->sys;
-  const char *node = sys->disks[di].node;
-  struct rp_bitmaps bm;
-  char *e = NULL;
-  /* From the cache (bitmaps.c): query-named-block-nodes grows with every
-   * fleecing layer and would slow the export of a long chain. */
-  if (rp_bitmaps_cached_disk (sys, (size_t) di, &bm, &e) != 0)
-    goto qmp_fail;
-  json_t *sources = json_array ();
-  bool found_base = false;
-  for (size_t j = 0; j < bm.n; j++)
-    if (bm.v[j].seq >= w->base->seq && bm.v[j].seq < w->rp->seq) {
-      if (bm.v[j].inconsistent) {
-        *why = rp_asprintf ("bitmap %s on disk %s is inconsistent",
-                            bm.v[j].name, sys->disks[di].id);
-        json_decref (sources);
-        rp_bitmaps_free (&bm);
-        return RV_INVALID_STATE;
-      }
-      found_base |= bm.v[j].seq == w->base->seq;
-      json_array_append_new (sources, json_string (bm.v[j].name));
-    }
-  rp_bitmaps_free (&bm);
-  if (!found_base) {
-    *why = rp_asprintf ("the change tracking of base '%s' on disk %s is "
-                        "missing", w->base->name, sys->disks[di].id);
-    json_decref (sources);
-    return RV_INVALID_STATE;
-  }
-  json_t *actions = json_array ();
-  json_array_append_new (actions, rp_qmp_action (
-    "block-dirty-bitmap-add",
-    json_pack ("{s:s, s:s, s:b, s:b}", "node", node, "name", xname,
-               "persistent", 0, "disabled", 1)));
-  json_array_append_new (actions, rp_qmp_action (
-    "block-dirty-bitmap-merge",
-    json_pack ("{s:s, s:s, s:o}", "node", node, "target", xname,
-               "bitmaps", sources)));
-  if (rp_qmp_transaction (sys->qmp, actions, &e) != 0)
-    goto qmp_fail;
-  char fnode[32];
-  snprintf (fnode, sizeof fnode, "f%u_%d", w->rp->seq, di);
-  if (rp_qmp_cmd (sys->qmp, "block-export-add",
-                  json_pack ("{s:s, s:s, s:s, s:s, s:b, s:[{s:s, s:s}]}",
-                             "type", "nbd", "id", ename, "node-name", fnode,
-                             "name", ename, "writable", 0, "bitmaps",
-                             "node", node, "name", xname), NULL, &e) != 0)
-    goto qmp_fail;
-  return RV_OK;
- qmp_fail:
-  *why = rp_asprintf ("QEMU: %s", e);
-  free (e);
-  return rp_qsd_answers (sys) ? RV_FAILED : RV_NOT_AVAILABLE;
-}
-
-static void
-cleanup_diff (struct export_work *w, int di, const char *xname,
-              const char *ename)
-{
-  struct rp_system *sys = w->rp->sys;
-  char *e = NULL;
-  if (!rp_qsd_alive (sys))
-    return;
-  rp_qmp_cmd (sys->qmp, "block-export-del",
-              json_pack ("{s:s, s:s}", "id", ename, "mode", "hard"), NULL, &e);
-  free (e);
-  e = NULL;
-  /* The export lets go of the bitmap asynchronously. */
-  for (int t = 0; t < 400; t++) {
-    if (rp_qmp_cmd (sys->qmp, "block-dirty-bitmap-remove",
-                    json_pack ("{s:s, s:s}", "node", sys->disks[di].node,
-                               "name", xname), NULL, &e) == 0
-        || (e && !strstr (e, "in use")))
-      break;
-    free (e);
-    e = NULL;
-    usleep (5000);
-  }
-  free (e);
-}
-
 /* Create the qcow2 image in FD (already made, empty) and copy disk DI
  * into it.  The QEMU tools open it as /proc/<rpfs>/fd/<n>: never by a path
  * through the caller's directories. */
@@ -394,8 +307,8 @@ write_image (struct export_work *w, int di, int fd, const char *name,
   if (r == ECANCELED)
     rv = -1;
   else if (r) {
-    bool alive = rp_qsd_answers (sys);
-    CLEANUP_FREE char *what = rp_qemu_what (sys);
+    bool alive = rp_backend_answers (sys);
+    CLEANUP_FREE char *what = rp_backend_what (sys);
     *why = alive ? rp_strdup (e ? e : strerror (r))
       : rp_asprintf ("QEMU (%s) stopped during the export: %s", what,
                      e ? e : strerror (r));
@@ -419,22 +332,17 @@ export_disk (struct export_work *w, const char *disk, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   int di = rp_disk_index (sys, disk);
-  char ename[64], xname[64];
+  struct rp_endpoint ep = { 0 };    /* what the copy reads (backend.h) */
   int rv = RV_OK;
   if (di < 0) {
     *why = rp_asprintf ("disk %s is no longer in the definition", disk);
     return RV_INVALID_PARAMETER;
   }
   bool diff = w->base != NULL;
-  snprintf (xname, sizeof xname, "rpfs-x%s-%d", w->job->id, di);
-  if (diff)
-    snprintf (ename, sizeof ename, "job.%s.%d", w->job->id, di);
-  else
-    rp_export_name_rp (ename, sizeof ename, w->rp->seq, (unsigned) di);
 
   pthread_mutex_lock (&sys->op_lock);
-  if (!rp_qsd_alive (sys)) {
-    CLEANUP_FREE char *what = rp_qemu_what (sys);
+  if (!rp_backend_alive (sys)) {
+    CLEANUP_FREE char *what = rp_backend_what (sys);
     *why = rp_asprintf ("QEMU (%s) is not running", what);
     rv = RV_NOT_AVAILABLE;
   }
@@ -444,7 +352,11 @@ export_disk (struct export_work *w, const char *disk, char **why)
     rv = RV_INVALID_STATE;
   }
   else if (diff)
-    rv = prepare_diff (w, di, xname, ename, why);
+    rv = rp_backend_changes_open (sys, w->rp, w->base, (size_t) di,
+                                  w->job->id, &ep, why);
+  else if (rp_backend_disk_endpoint (sys, w->rp, (size_t) di, &ep,
+                                     why) != 0)
+    rv = RV_FAILED;
   pthread_mutex_unlock (&sys->op_lock);
   if (rv != RV_OK)
     return rv;
@@ -456,14 +368,15 @@ export_disk (struct export_work *w, const char *disk, char **why)
     rv = RV_FAILED;
   }
   else {
-    rv = write_image (w, di, fd, name, diff ? xname : NULL, ename, why);
+    rv = write_image (w, di, fd, name, ep.bitmap, ep.name, why);
     close (fd);
   }
   if (diff) {
     pthread_mutex_lock (&sys->op_lock);
-    cleanup_diff (w, di, xname, ename);
+    rp_backend_changes_close (sys, (size_t) di, &ep);
     pthread_mutex_unlock (&sys->op_lock);
   }
+  rp_endpoint_clear (&ep);
   return rv;
 }
 

@@ -72,37 +72,33 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
     free (disks);
     goto out;
   }
-  if ((rv = rp_qsd_require (sys, why)) != RV_OK) {
+  if ((rv = rp_backend_require (sys, why)) != RV_OK) {
     free (disks);
     goto out;
   }
-  rp_bitmaps_invalidate (sys);
   rv = RV_INVALID_PARAMETER;    /* for the refusals below */
   char *e = NULL;
   for (size_t i = 0; disks && disks[i]; i++) {
     int di = rp_disk_index (sys, disks[i]);
-    struct rp_bitmaps bm;
     if (di < 0) {
       *why = rp_asprintf ("disk %s of the reference point is not a disk of "
                           "system %s", disks[i], sys->name);
       break;
     }
-    if (rp_bitmaps_query (sys->qmp, sys->disks[di].node, &bm, &e) != 0) {
-      *why = rp_asprintf ("QEMU: %s", e);
-      free (e);
+    int has = rp_backend_has_tracking (sys, (size_t) di, bitmap, &e);
+    if (has < 0) {
+      *why = e;
       rv = RV_NOT_AVAILABLE;
       break;
     }
-    const struct rp_bitmap *b = rp_bitmaps_find (&bm, bitmap);
-    if (!b || b->inconsistent) {
+    if (has == 0) {
       *why = rp_asprintf ("disk %s no longer carries the change tracking of "
                           "'%s' (bitmap %s is %s)", disks[i], name, bitmap,
-                          b ? "inconsistent" : "missing");
+                          e);
+      free (e);
       rv = RV_INVALID_STATE;
-    }
-    rp_bitmaps_free (&bm);
-    if (rv == RV_INVALID_STATE)
       break;
+    }
   }
   if (*why || !disks || !disks[0]) {
     if (!*why)

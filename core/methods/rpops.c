@@ -1,7 +1,9 @@
-/* CreateReferencePoint, DestroyReferencePoint, RemoveAssociatedData and
- * ImportReferencePointMetadata: the QEMU side of each, run with
- * sys->op_lock held.  Each returns a ReturnValue and, on failure, a
- * description (*why, caller frees) for the job record. */
+/* CreateReferencePoint, DestroyReferencePoint and RemoveAssociatedData:
+ * the generic part of each (name checks, the reference point object, its
+ * record, the system's list), run with sys->op_lock held; what the server
+ * of the disks does is the backend's (backend.h).  Each returns a
+ * ReturnValue and, on failure, a description (*why, caller frees) for the
+ * job record. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,81 +11,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "internal.h"
 
-/* Next sequence number: above every reference point we know and every
- * rpfs bitmap the disks carry (some may belong to records we lost). */
+/* Above every reference point we know; the backend raises it above every
+ * tracking the disks carry (some may belong to records we lost). */
 static unsigned
-next_seq (struct rp_system *sys, struct rp_bitmaps *bm)
+seq_floor (struct rp_system *sys)
 {
   unsigned seq = 0;
-  for (size_t i = 0; i < sys->ndisks; i++)
-    for (size_t j = 0; j < bm[i].n; j++)
-      if (bm[i].v[j].seq > seq)
-        seq = bm[i].v[j].seq;
   pthread_mutex_lock (&sys->core->lock);
   for (size_t k = 0; k < sys->nrps; k++)
     if (sys->rps[k]->seq > seq)
       seq = sys->rps[k]->seq;
   pthread_mutex_unlock (&sys->core->lock);
   return seq + 1;
-}
-
-static int
-query_all (struct rp_system *sys, struct rp_bitmaps *bm, char **why)
-{
-  char *e = NULL;
-  if (rp_bitmaps_query_disks (sys, bm, &e) != 0) {
-    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
-    free (e);
-    return -1;
-  }
-  return 0;
-}
-
-static void
-free_all (struct rp_system *sys, struct rp_bitmaps *bm)
-{
-  for (size_t i = 0; i < sys->ndisks; i++)
-    rp_bitmaps_free (&bm[i]);
-  free (bm);
-}
-
-static json_t *
-bm_args (const char *node, const char *name)
-{
-  return json_pack ("{s:s, s:s}", "node", node, "name", name);
-}
-
-/* Undo the bitmap part of a creation that succeeded in QEMU but could not
- * be completed: fold the new bitmap back into the ones it replaced. */
-static void
-rollback_bitmaps (struct rp_system *sys, struct rp_bitmaps *bm,
-                  const char *newname)
-{
-  json_t *actions = json_array ();
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    const char *node = sys->disks[i].node;
-    for (size_t j = 0; j < bm[i].n; j++)
-      if (bm[i].v[j].seq && bm[i].v[j].recording) {
-        json_array_append_new (actions, rp_qmp_action (
-          "block-dirty-bitmap-merge",
-          json_pack ("{s:s, s:s, s:[s]}", "node", node,
-                     "target", bm[i].v[j].name, "bitmaps", newname)));
-        json_array_append_new (actions, rp_qmp_action (
-          "block-dirty-bitmap-enable", bm_args (node, bm[i].v[j].name)));
-      }
-    json_array_append_new (actions, rp_qmp_action (
-      "block-dirty-bitmap-remove", bm_args (node, newname)));
-  }
-  char *e = NULL;
-  rp_bitmaps_invalidate (sys);
-  if (rp_qmp_transaction (sys->qmp, actions, &e) != 0)
-    fprintf (stderr, "rpfs: %s: rollback of bitmap %s failed: %s\n",
-             sys->name, newname, e);
-  free (e);
 }
 
 #define VM_DEFINITION_MAX (16 << 20)
@@ -141,25 +82,16 @@ create (struct rp_system *sys, const char *name, int type, int level,
     *why = rp_asprintf ("reference point '%s' already exists", name);
     return RV_INVALID_PARAMETER;
   }
-  int qrv = rp_qsd_require (sys, why);
+  int qrv = rp_backend_require (sys, why);
   if (qrv != RV_OK)
     return qrv;
-  char *e = NULL;
-  struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
-  if (rp_bitmaps_cached (sys, bm, &e) != 0) {
-    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
-    free (e);
-    free_all (sys, bm);
-    return RV_NOT_AVAILABLE;
-  }
 
   struct rp_refpoint *rp = rp_calloc (1, sizeof *rp);
   rp->sys = sys;
   rp->refs = 1;
   rp->name = rp_strdup (name);
   rp_uuid_new (rp->instance_id);
-  rp->seq = next_seq (sys, bm);
-  rp->bitmap = rp_bitmap_name (rp->seq, rp->instance_id);
+  rp->seq = seq_floor (sys);    /* the backend's create sets it */
   rp->type = type;
   rp->consistency = level;
   rp->created = time (NULL);
@@ -168,11 +100,6 @@ create (struct rp_system *sys, const char *name, int type, int level,
     rp->disk_ids = rp_strv_push (rp->disk_ids, sys->disks[i].id);
   if (sys->qemu_version)
     rp->qemu_version = rp_strdup (sys->qemu_version);
-  for (size_t i = 0; sys->conf->qmp && i < sys->ndisks; i++) {
-    CLEANUP_FREE char *dn = rp_asprintf ("%s=%s", sys->disks[i].id,
-                                         sys->disks[i].node);
-    rp->qemu_nodes = rp_strv_push (rp->qemu_nodes, dn);
-  }
   rp->dir = rp_asprintf ("%s/rp/%s", sys->statedir, name);
   rp->job_id = rp_strdup (job->id);
   rp_rm_rf (rp->dir);           /* leftovers of a creation that died */
@@ -184,93 +111,19 @@ create (struct rp_system *sys, const char *name, int type, int level,
    * one, as it is now; else the system definition. */
   if (save_config (sys, rp, why) != 0)
     goto fail_dir;
-  if (type == 1 && rp_fleece_nodes (rp, true, why) != 0)
+  /* The one atomic step over all disks (and the freeze, if asked). */
+  rv = rp_backend_create (sys, rp, &note, why);
+  if (rv != RV_OK)
     goto fail_dir;
-  /* Application consistent: the guest's file systems are frozen for the
-   * transaction only (agent.c); thawed right after it, whatever happened. */
-  struct rp_agent *agent = NULL;
-  if (level == 1 && sys->conf->qmp) {
-    CLEANUP_FREE char *fw = NULL;
-    int frv = rp_agent_freeze (sys, &agent, &fw);
-    if (frv == RV_NOT_SUPPORTED && sys->conf->fallback_crash) {
-      note = rp_asprintf ("crash consistent, not application consistent "
-                           "(consistency-fallback = crash): %s", fw);
-      rp->consistency = 2;
-    }
-    else if (frv != RV_OK) {
-      *why = fw;
-      fw = NULL;
-      rv = frv;
-      if (type == 1)
-        rp_fleece_abort (rp);
-      goto fail_dir;
-    }
-  }
-
-  /* The one transaction: on every disk the recording bitmap stops, the new
-   * one starts, and (log based) the fleecing copy starts — at one instant.
-   * Built from the cached bitmaps; if QEMU refuses it, once more from a
-   * fresh look (someone else may have changed the bitmaps). */
-  int trv = -1;
-  for (int attempt = 0; attempt < 2 && trv != 0; attempt++) {
-    if (attempt == 1) {
-      free (e);
-      e = NULL;
-      rp_bitmaps_invalidate (sys);
-      for (size_t i = 0; i < sys->ndisks; i++)
-        rp_bitmaps_free (&bm[i]);
-      if (rp_bitmaps_cached (sys, bm, &e) != 0 || !rp_qsd_alive (sys))
-        break;
-      if (next_seq (sys, bm) != rp->seq) {
-        e = rp_strdup ("the disks carry an rpfs bitmap this creation did "
-                       "not expect; try again");
-        break;
-      }
-    }
-    json_t *actions = json_array ();
-    for (size_t i = 0; i < sys->ndisks; i++) {
-      const char *node = sys->disks[i].node;
-      for (size_t j = 0; j < bm[i].n; j++)
-        if (bm[i].v[j].seq && bm[i].v[j].recording)
-          json_array_append_new (actions, rp_qmp_action (
-            "block-dirty-bitmap-disable", bm_args (node, bm[i].v[j].name)));
-      json_array_append_new (actions, rp_qmp_action (
-        "block-dirty-bitmap-add",
-        json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
-                   "persistent", 1)));
-    }
-    if (type == 1)
-      rp_fleece_actions (rp, actions);
-    trv = rp_qmp_transaction (sys->qmp, actions, &e);
-  }
-  rp_agent_thaw (sys, agent);
-  if (trv == 0)
-    rp_bitmaps_note_created (sys, rp->bitmap);
-  else
-    rp_bitmaps_invalidate (sys);
-  if (trv != 0) {
-    *why = rp_asprintf ("QEMU refused the reference point transaction: %s", e);
-    free (e);
-    if (type == 1)
-      rp_fleece_abort (rp);
-    goto fail_dir;
-  }
-  if (type == 1 && rp_fleece_exports (rp, why) != 0) {
-    rp_fleece_abort (rp);
-    rollback_bitmaps (sys, bm, rp->bitmap);
-    goto fail_dir;
-  }
   rp->has_data = type == 1;
 
   if (rp_refpoint_save (rp) != 0) {
     *why = rp_asprintf ("cannot write the record in %s: %s", rp->dir,
                         strerror (errno));
-    if (type == 1)
-      rp_fleece_abort (rp);
-    rollback_bitmaps (sys, bm, rp->bitmap);
+    rp_backend_undo_create (sys, rp);
+    rv = RV_FAILED;
     goto fail_dir;
   }
-  free_all (sys, bm);
 
   pthread_mutex_lock (&sys->core->lock);
   struct rp_refpoint **nv = realloc (sys->rps, (sys->nrps + 1) * sizeof *nv);
@@ -288,55 +141,8 @@ create (struct rp_system *sys, const char *name, int type, int level,
  fail_dir:
   rp_rm_rf (rp->dir);
  fail_free:
-  free_all (sys, bm);
   rp_refpoint_free (rp);
   return rv;
-}
-
-/* The bitmap of the reference point just before SEQ on a disk, whoever it
- * belongs to (an imported or unknown reference point's bitmap counts). */
-static const struct rp_bitmap *
-predecessor (const struct rp_bitmaps *b, unsigned seq)
-{
-  const struct rp_bitmap *p = NULL;
-  for (size_t j = 0; j < b->n; j++)
-    if (b->v[j].seq && b->v[j].seq < seq)
-      p = &b->v[j];
-  return p;
-}
-
-static void
-mark_owner_broken (struct rp_system *sys, const char *bitmap, const char *why)
-{
-  pthread_mutex_lock (&sys->core->lock);
-  struct rp_refpoint *owner = NULL;
-  for (size_t k = 0; k < sys->nrps; k++)
-    if (!strcmp (sys->rps[k]->bitmap, bitmap))
-      owner = sys->rps[k];
-  pthread_mutex_unlock (&sys->core->lock);
-  if (owner)
-    rp_refpoint_set_broken (owner, why);
-}
-
-/* The disks' bitmaps as the cache has them, minus the destroyed BITMAP
- * (its predecessor records on if it did). */
-static void
-note_destroyed (struct rp_system *sys, const char *bitmap)
-{
-  for (size_t i = 0; sys->bmcache && i < sys->ndisks; i++) {
-    struct rp_bitmaps *b = &sys->bmcache[i];
-    for (size_t j = 0; j < b->n; j++)
-      if (!strcmp (b->v[j].name, bitmap)) {
-        bool rec = b->v[j].recording;
-        const struct rp_bitmap *p = predecessor (b, b->v[j].seq);
-        if (rec && p)
-          b->v[p - b->v].recording = true;
-        free (b->v[j].name);
-        memmove (&b->v[j], &b->v[j + 1], (b->n - j - 1) * sizeof *b->v);
-        b->n--;
-        break;
-      }
-  }
 }
 
 static int
@@ -350,84 +156,18 @@ destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
                         "open disk file)", rp->name);
     return RV_IN_USE;
   }
-  int qrv = rp_qsd_require (sys, why);
+  int qrv = rp_backend_require (sys, why);
   if (qrv != RV_OK)
     return qrv;
-  char *e = NULL;
-  if (rp_refpoint_has_data (rp) && rp_fleece_detach (rp) != 0) {
+  if (rp_refpoint_has_data (rp) && rp_backend_drop_data (sys, rp) != 0) {
     *why = rp_asprintf ("QEMU did not answer while the point-in-time data "
                         "of '%s' was being removed; the reference point is "
                         "kept", rp->name);
     return RV_FAILED;
   }
-
-  /* From the cache when it is valid: query-named-block-nodes takes long
-   * on a graph with many fleecing nodes.  A transaction QEMU refuses is
-   * tried once more from a fresh look, before anything was changed. */
-  struct rp_bitmaps *bm = rp_calloc (sys->ndisks + 1, sizeof *bm);
-  if (rp_bitmaps_cached (sys, bm, &e) != 0) {
-    *why = rp_asprintf ("cannot read the disks' bitmaps: %s", e);
-    free (e);
-    free_all (sys, bm);
-    return RV_NOT_AVAILABLE;
-  }
-  bool fresh = false;
- again:
-  /* Fold this reference point's changes into its predecessor's bitmap so
-   * that every older base still sees every change. */
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    const char *node = sys->disks[i].node;
-    const struct rp_bitmap *x = rp_bitmaps_find (&bm[i], rp->bitmap);
-    const struct rp_bitmap *p = predecessor (&bm[i], rp->seq);
-    json_t *actions = json_array ();
-    if ((!x || x->inconsistent) && p) {
-      CLEANUP_FREE char *m = rp_asprintf (
-        "the changes recorded by destroyed reference point '%s' on disk %s "
-        "were lost", rp->name, sys->disks[i].id);
-      mark_owner_broken (sys, p->name, m);
-    }
-    else if (x && p && !p->inconsistent) {
-      json_array_append_new (actions, rp_qmp_action (
-        "block-dirty-bitmap-merge",
-        json_pack ("{s:s, s:s, s:[s]}", "node", node, "target", p->name,
-                   "bitmaps", x->name)));
-      if (x->recording)
-        json_array_append_new (actions, rp_qmp_action (
-          "block-dirty-bitmap-enable", bm_args (node, p->name)));
-    }
-    if (x)
-      json_array_append_new (actions, rp_qmp_action (
-        "block-dirty-bitmap-remove", bm_args (node, x->name)));
-    if (json_array_size (actions) == 0) {
-      json_decref (actions);
-      continue;
-    }
-    int tr = rp_qmp_transaction (sys->qmp, actions, &e);
-    if (tr == -1 && i == 0 && !fresh) {
-      free (e);
-      e = NULL;
-      fresh = true;
-      rp_bitmaps_invalidate (sys);
-      for (size_t k = 0; k < sys->ndisks; k++)
-        rp_bitmaps_free (&bm[k]);
-      if (query_all (sys, bm, why) != 0) {
-        free_all (sys, bm);
-        return RV_NOT_AVAILABLE;
-      }
-      goto again;
-    }
-    if (tr != 0) {
-      rp_bitmaps_invalidate (sys);
-      *why = rp_asprintf ("QEMU refused to fold the tracking of disk %s "
-                          "into the previous reference point: %s",
-                          sys->disks[i].id, e);
-      free (e);
-      free_all (sys, bm);
-      return RV_FAILED;
-    }
-  }
-  free_all (sys, bm);
-  note_destroyed (sys, rp->bitmap);
+  int rv = rp_backend_destroy (sys, rp, why);
+  if (rv != RV_OK)
+    return rv;
 
   pthread_mutex_lock (&sys->core->lock);
   for (size_t k = 0; k < sys->nrps; k++)
@@ -460,10 +200,10 @@ remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
                         "open disk file)", rp->name);
     return RV_IN_USE;
   }
-  int qrv = rp_qsd_require (sys, why);
+  int qrv = rp_backend_require (sys, why);
   if (qrv != RV_OK)
     return qrv;
-  if (rp_fleece_detach (rp) != 0) {
+  if (rp_backend_drop_data (sys, rp) != 0) {
     *why = rp_asprintf ("QEMU did not answer while the point-in-time data "
                         "of '%s' was being removed; it is kept", rp->name);
     return RV_FAILED;
@@ -476,18 +216,18 @@ int
 rp_create (struct rp_system *sys, const char *name, int type, int level,
            struct rp_job *job, struct rp_refpoint **out, char **why)
 {
-  return rp_qsd_timeout_rv (sys, create (sys, name, type, level, job, out,
-                                         why), why);
+  return rp_backend_timeout_rv (sys, create (sys, name, type, level, job,
+                                             out, why), why);
 }
 
 int
 rp_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
-  return rp_qsd_timeout_rv (sys, destroy (sys, rp, why), why);
+  return rp_backend_timeout_rv (sys, destroy (sys, rp, why), why);
 }
 
 int
 rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
-  return rp_qsd_timeout_rv (sys, remove_data (sys, rp, why), why);
+  return rp_backend_timeout_rv (sys, remove_data (sys, rp, why), why);
 }

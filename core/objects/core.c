@@ -134,10 +134,10 @@ rp_core_start (struct rp_core *core, char **err)
 {
   for (size_t i = 0; i < core->nsystems; i++) {
     struct rp_system *sys = core->systems[i];
-    if (rp_system_check_images (sys, err) != 0)
+    if (rp_backend_check (sys, err) != 0)
       return -1;
     pthread_mutex_lock (&sys->op_lock);
-    int r = rp_qsd_start (sys, err);
+    int r = rp_backend_start (sys, err);
     pthread_mutex_unlock (&sys->op_lock);
     if (r == -2) {
       /* A VM that is not running now: listed all the same; its methods
@@ -162,7 +162,7 @@ rp_core_close (struct rp_core *core)
   for (size_t i = 0; i < core->nsystems; i++) {
     struct rp_system *sys = core->systems[i];
     pthread_mutex_lock (&sys->op_lock);
-    rp_qsd_stop (sys);
+    rp_backend_stop (sys);
     pthread_mutex_unlock (&sys->op_lock);
   }
   core_free (core);

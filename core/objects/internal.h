@@ -1,6 +1,6 @@
 /* rpfs core internals: the object model shared by the orchestration modules
- * (core.c, system.c, qsd.c, bitmaps.c, refpoint.c, job.c, export.c, copy.c,
- * diskio.c, import.c, calls.c).
+ * (core.c, system.c, refpoint.c, job.c, export.c, copy.c, diskio.c,
+ * import.c, calls.c, and the backends: backend.h).
  *
  * Thread model: one mutex, core->lock, guards the object graph (the systems'
  * reference point lists, every reference point's and job's fields, the job
@@ -24,6 +24,7 @@
 #include "rpfs.h"
 #include "conf.h"
 #include "qmp.h"
+#include "backend.h"
 #include <jansson.h>
 #include "util.h"
 
@@ -69,10 +70,10 @@ struct rp_system {
   size_t ndisks;
 
   pthread_mutex_t op_lock;
-  pid_t qsd_pid;                /* 0: not running (always 0 for a VM) */
-  struct rp_qmp *qmp;
+  const struct rp_backend *backend;   /* what serves the disks (backend.c) */
+  void *bstate;                 /* the backend's own state (state_size) */
+  struct rp_qmp *qmp;           /* QEMU family: the monitor, once attached */
   char *qemu_version;           /* of the QEMU serving it, once attached */
-  bool vm_nbd;                  /* rpfs started the VM's NBD server */
   struct rp_bitmaps *bmcache;   /* the disks' bitmaps as rpfs last saw or
                                    made them, NULL: ask QEMU (op_lock) */
   unsigned generation;          /* bumped at every QEMU start */
@@ -177,40 +178,8 @@ char *rp_system_result_get (struct rp_result *list, const char *method,
 void rp_results_free (struct rp_result *list);
 int rp_disk_index (struct rp_system *sys, const char *id);
 
-/* The QEMU serving a system: its own qemu-storage-daemon (qsd.c), or the
- * running VM named by "qmp = SOCKET" (vm.c); rp_qsd_* handle both.
- * qsd.c (call with sys->op_lock held) */
-/* 0, or -1 with *err; for a VM also -2: not reachable now (rp_vm_attach). */
-int rp_qsd_start (struct rp_system *sys, char **err);
-void rp_qsd_stop (struct rp_system *sys);
-/* Restart QEMU if it died.  0, or -1 with *err. */
-int rp_qsd_ensure (struct rp_system *sys, char **err);
-bool rp_qsd_alive (struct rp_system *sys);
-/* rp_qsd_alive, confirmed by a QMP round trip (after an I/O error). */
-bool rp_qsd_answers (struct rp_system *sys);
-int rp_qsd_require (struct rp_system *sys, char **why);
-/* A method's failure RV caused by a QMP timeout becomes RV_TIMEOUT (and
- * *WHY says so). */
-int rp_qsd_timeout_rv (struct rp_system *sys, int rv, char **why);
-/* "the qemu-storage-daemon of NAME" / "the VM NAME", for messages */
-char *rp_qemu_what (struct rp_system *sys);
-/* vm.c: attach to / detach from a running VM.  Attach returns 0, -1 when the
- * definition does not match the VM (*err names file and line), -2 when the
- * VM cannot be reached or refuses (*err says why). */
-int rp_vm_attach (struct rp_system *sys, char **err);
-void rp_vm_detach (struct rp_system *sys);
-void rp_qemu_read_version (struct rp_system *sys);   /* sys->qemu_version */
-/* agent.c: freeze / thaw the guest through qemu-guest-agent.  Freeze gives
- * RV_OK and *out, or RV_NOT_SUPPORTED / RV_FAILED with *why; thaw always
- * runs after a successful freeze. */
-struct rp_agent;
-int rp_agent_freeze (struct rp_system *sys, struct rp_agent **out,
-                     char **why);
-void rp_agent_thaw (struct rp_system *sys, struct rp_agent *a);
-void rp_agent_recover (struct rp_system *sys);
-/* NBD export names */
-void rp_export_name_cur (char *buf, size_t n, unsigned disk);
-void rp_export_name_rp (char *buf, size_t n, unsigned seq, unsigned disk);
+/* The server of a system's disks is reached through its backend only
+ * (backend.h: rp_backend_start, _stop, _ensure, _require, ...). */
 
 /* bitmaps.c */
 struct rp_bitmap {
@@ -255,7 +224,6 @@ struct rp_refpoint *rp_refpoint_find (struct rp_system *sys, const char *name_or
 int rp_refpoint_load_all (struct rp_system *sys, char **err);
 int rp_refpoint_save (struct rp_refpoint *rp);
 void rp_refpoint_free (struct rp_refpoint *rp);
-int rp_refpoint_check_tracking (struct rp_system *sys);   /* op_lock held */
 struct rp_kv *rp_refpoint_record (struct rp_refpoint *rp, bool local);
 int rp_refpoint_check_base (struct rp_refpoint *rp, const char *base,
                             struct rp_refpoint **out, char **why);
@@ -263,13 +231,6 @@ int rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks,
                              char **why);
 /* "true" / "false" of KeepAssociatedData: 0 with *KEEP, or -1 with *why. */
 int rp_refpoint_parse_keep (const char *v, bool *keep, char **why);
-/* tracking.c (op_lock held) */
-int rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err);
-void rp_fleece_actions (struct rp_refpoint *rp, json_t *actions);
-int rp_fleece_exports (struct rp_refpoint *rp, char **err);
-void rp_fleece_abort (struct rp_refpoint *rp);
-/* 0, or -1 when QEMU did not answer in time (the data stays). */
-int rp_fleece_detach (struct rp_refpoint *rp);
 void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
 
 /* job.c */
@@ -294,7 +255,6 @@ int rp_remove_data (struct rp_system *sys, struct rp_refpoint *rp,
 int rp_import (struct rp_system *sys, const char *buf, size_t len,
                const struct rp_caller *who, struct rp_job *job,
                struct rp_refpoint **out, char **why);
-int rp_system_check_images (struct rp_system *sys, char **err);
 
 /* digest.c: lower-case hex SHA-256 of a buffer. */
 void rp_sha256_buf (const void *buf, size_t len, char hex[65]);

@@ -85,6 +85,7 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
   sys->name = rp_strdup (name);
   sys->conf_path = rp_strdup (conf_path);
   sys->conf = conf;
+  rp_backend_bind (sys);
   pthread_mutex_init (&sys->op_lock, NULL);
   sys->statedir = rp_asprintf ("%s/state/%s", core->store, name);
   sys->nbd_path = rp_asprintf ("%s/run/%u.nbd", core->store, index);
@@ -119,57 +120,6 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
   return rp_refpoint_load_all (sys, err);
 }
 
-/* Persistent tracking needs qcow2 v3: say so before QEMU is involved.
- * The disks of a running VM are checked in that VM instead (vm.c). */
-int
-rp_system_check_images (struct rp_system *sys, char **err)
-{
-  if (sys->conf->qmp)
-    return 0;
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    struct rp_disk *d = &sys->disks[i];
-    CLEANUP_FREE char *out = NULL, *errs = NULL;
-    char *argv[] = { "qemu-img", "info", "--output=json", "-U", d->path,
-                     NULL };
-    if (rp_proc_run (argv, NULL, &out, &errs) != 0) {
-      if (errs)
-        errs[strcspn (errs, "\n")] = 0;
-      *err = rp_asprintf ("%s:%d: disk %s: %s", sys->conf_path, d->line,
-                          d->id, errs && *errs ? errs : "qemu-img info failed");
-      return -1;
-    }
-    json_error_t je;
-    json_t *info = json_loads (out, 0, &je);
-    const char *fmt = json_string_value (json_object_get (info, "format"));
-    const char *compat = json_string_value (json_object_get (
-      json_object_get (json_object_get (info, "format-specific"), "data"),
-      "compat"));
-    d->size = json_integer_value (json_object_get (info, "virtual-size"));
-    int r = 0;
-    if (!fmt || strcmp (fmt, "qcow2") != 0) {
-      *err = rp_asprintf (
-        "%s:%d: disk %s: %s is a %s image; change tracking needs qcow2: "
-        "convert it (qemu-img convert -O qcow2), or keep the data raw "
-        "behind a qcow2 metadata image with data_file (see 'Raw images' "
-        "in docs/configuration.md: a plain qemu-img create -o data_file= "
-        "of an existing raw file would zero it)",
-        sys->conf_path, d->line, d->id, d->path, fmt ? fmt : "unknown");
-      r = -1;
-    }
-    else if (compat && strcmp (compat, "0.10") == 0) {
-      *err = rp_asprintf ("%s:%d: disk %s: %s is qcow2 version 2 (compat "
-                          "0.10), which cannot hold persistent bitmaps; "
-                          "upgrade it with qemu-img amend -o compat=1.1",
-                          sys->conf_path, d->line, d->id, d->path);
-      r = -1;
-    }
-    json_decref (info);
-    if (r)
-      return r;
-  }
-  return 0;
-}
-
 void
 rp_system_free (struct rp_system *sys)
 {
@@ -191,7 +141,7 @@ rp_system_free (struct rp_system *sys)
   free (sys->nbd_path);
   free (sys->log_path);
   free (sys->qemu_version);
-  rp_bitmaps_invalidate (sys);
+  rp_backend_release (sys);
   free (sys);
 }
 
@@ -235,7 +185,7 @@ rp_system_disks (struct rp_system *sys)
 bool
 rp_system_disks_writable (struct rp_system *sys)
 {
-  return sys->conf->qmp == NULL;
+  return rp_backend_disks_writable (sys);
 }
 
 /* Results: each caller (uid) sees its own last result of each method. */
