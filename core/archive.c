@@ -86,7 +86,9 @@ add_filter (struct archive *a, int fmt, int level)
   char lv[24], th[24];
   long n = sysconf (_SC_NPROCESSORS_ONLN);
   snprintf (lv, sizeof lv, "%d", level ? level : rp_arc_default_level (fmt));
-  snprintf (th, sizeof th, "%ld", n > 0 ? n : 1);
+  /* One compression thread per CPU but one: the job thread itself reads,
+   * hashes and writes (and each zstd thread holds about 30 MiB). */
+  snprintf (th, sizeof th, "%ld", n > 2 ? n - 1 : 1);
   switch (fmt) {
   case RP_FMT_TAR:
     return ARCHIVE_OK;
