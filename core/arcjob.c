@@ -20,9 +20,13 @@
  * for a stream), then added: the staging is at most that image, one disk
  * at a time.
  *
- * Thread model: the job thread does all of it; the copy workers of a
- * differential (copy.c) and libarchive's compression threads (xz, zstd)
- * are its helpers. */
+ * Thread model: the job thread reads, hashes and builds the archive; the
+ * copy workers of a differential (copy.c) and libarchive's compression
+ * threads (xz, zstd) are its helpers.  An archive file is written by a
+ * writer thread that drains a queue (stream.c's, the one a FUSE reader
+ * drains for a stream): copying into the page cache is the costliest step
+ * of an uncompressed export on a slow VM, and it then overlaps with the
+ * reading and hashing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,6 +52,10 @@
 struct fd_sink {
   int fd;
   uint64_t off, flushed;
+  struct rp_stream *q;          /* what the writer thread drains */
+  pthread_t thread;
+  bool running;
+  atomic_int *error;            /* its errno, when a write fails */
 };
 
 /* Write to the archive file, and have the kernel write each 32 MiB to disk
@@ -76,6 +84,48 @@ file_sink (void *opaque, const void *buf, size_t len)
   return 0;
 }
 
+/* The writer thread of an archive file. */
+static void *
+writer_main (void *opaque)
+{
+  struct fd_sink *s = opaque;
+  char *buf = rp_calloc (1, 1u << 20);
+  ssize_t n;
+  while ((n = rp_stream_read (s->q, buf, 1u << 20)) > 0) {
+    int r = file_sink (s, buf, (size_t) n);
+    if (r < 0) {
+      atomic_store (s->error, -r);
+      break;
+    }
+  }
+  free (buf);
+  rp_stream_detach (s->q);      /* a failed write stops the pushes */
+  return NULL;
+}
+
+/* End the queue with RV and wait for the writer.  RV, or RV_FAILED with
+ * *why when a write failed. */
+static int
+writer_join (struct export_work *w, struct fd_sink *s, int rv, char **why)
+{
+  if (!s->q)
+    return rv;
+  rp_stream_end (s->q, rv);
+  if (s->running)
+    pthread_join (s->thread, NULL);
+  rp_stream_put (s->q);
+  s->q = NULL;
+  int e = atomic_load (&w->write_errno);
+  if (e && rv != -1) {
+    free (*why);
+    *why = rp_asprintf ("%s while writing %s/%s.%s", strerror (e),
+                        rp_outdir_path (w->od), w->rp->sys->name,
+                        rp_format_name (w->format));
+    return RV_FAILED;
+  }
+  return rv;
+}
+
 /* "<system>/REL" in the archive */
 static char *
 member (struct export_work *w, const char *rel)
@@ -87,7 +137,7 @@ member (struct export_work *w, const char *rel)
 static int
 arc_rv (struct export_work *w, char **why)
 {
-  int e = rp_arc_sink_error (w->arc);
+  int e = atomic_load (&w->write_errno) ?: rp_arc_sink_error (w->arc);
   if (atomic_load (&w->job->cancel)) {
     free (*why);
     *why = NULL;
@@ -367,8 +417,19 @@ begin (struct export_work *w, struct fd_sink *fs, char **marker, char **why)
       return RV_FAILED;
     }
   }
-  w->arc = w->od ? rp_arc_new (w->format, level, file_sink, fs, why)
-    : rp_arc_new (w->format, level, rp_stream_push, w->stream, why);
+  if (w->od) {
+    fs->q = rp_stream_new (w->job);
+    fs->error = &w->write_errno;
+    rp_stream_hold (fs->q);     /* the writer's */
+    fs->running = pthread_create (&fs->thread, NULL, writer_main, fs) == 0;
+    if (!fs->running) {
+      rp_stream_put (fs->q);
+      *why = rp_strdup ("cannot start the writer thread");
+      return RV_FAILED;
+    }
+  }
+  w->arc = rp_arc_new (w->format, level, rp_stream_push,
+                       w->od ? fs->q : w->stream, why);
   return w->arc ? RV_OK : RV_FAILED;
 }
 
@@ -397,6 +458,7 @@ rp_arcjob_thread (void *opaque)
     rv = -1;
   if (rv == RV_OK)
     rv = finish_arc (w, hex, &why);
+  rv = writer_join (w, &fs, rv, &why);
   if (rv == RV_OK && w->od) {
     CLEANUP_FREE char *side = rp_asprintf ("%s  %s.%s\n", hex,
                                            w->rp->sys->name,

@@ -28,6 +28,7 @@ struct export_work {
   struct rp_stream *stream;     /* a streamed export: its reader's queue */
   struct rp_arc *arc;           /* an archive being written */
   char **sums;                  /* archive: "HASH  NAME" of each member */
+  atomic_int write_errno;       /* archive file: the writer thread's error */
 };
 
 /* export.c */
@@ -67,6 +68,11 @@ int rp_arcjob_disk (struct export_work *w, int di, const char *ename,
 int rp_stream_push (void *stream, const void *buf, size_t len);
 void rp_stream_end (struct rp_stream *s, int rv);
 void rp_stream_hold (struct rp_stream *s);
+/* A queue for JOB with no FUSE reader (an archive file's writer thread
+ * reads it); +1 ref.  detach: that reader gives up (without cancelling the
+ * job) and drops its ref. */
+struct rp_stream *rp_stream_new (struct rp_job *job);
+void rp_stream_detach (struct rp_stream *s);
 void rp_stream_put (struct rp_stream *s);
 
 #endif

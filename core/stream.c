@@ -118,6 +118,31 @@ rp_stream_end (struct rp_stream *s, int rv)
 }
 
 struct rp_stream *
+rp_stream_new (struct rp_job *job)
+{
+  struct rp_stream *s = rp_calloc (1, sizeof *s);
+  pthread_mutex_init (&s->lock, NULL);
+  pthread_cond_init (&s->cond, NULL);
+  s->refs = 1;
+  s->buf = rp_calloc (1, QUEUE);
+  pthread_mutex_lock (&job->core->lock);
+  job->refs++;
+  pthread_mutex_unlock (&job->core->lock);
+  s->job = job;
+  return s;
+}
+
+void
+rp_stream_detach (struct rp_stream *s)
+{
+  pthread_mutex_lock (&s->lock);
+  s->gone = true;
+  pthread_cond_broadcast (&s->cond);
+  pthread_mutex_unlock (&s->lock);
+  rp_stream_put (s);
+}
+
+struct rp_stream *
 rp_stream_open (struct rp_refpoint *rp, const char *format,
                 const struct rp_caller *who, int *rv)
 {
@@ -131,12 +156,9 @@ rp_stream_open (struct rp_refpoint *rp, const char *format,
     *rv = RV_ACCESS_DENIED;     /* no job record, as for methods */
     return NULL;
   }
-  struct rp_stream *s = rp_calloc (1, sizeof *s);
-  pthread_mutex_init (&s->lock, NULL);
-  pthread_cond_init (&s->cond, NULL);
-  s->refs = 1;
-  s->buf = rp_calloc (1, QUEUE);
-  s->job = rp_job_new (sys, JOB_EXPORT, who);
+  struct rp_job *job = rp_job_new (sys, JOB_EXPORT, who);
+  struct rp_stream *s = rp_stream_new (job);
+  rp_job_put (job);             /* the stream holds it */
   pthread_mutex_lock (&sys->core->lock);
   s->job->rp_id = rp_strdup (rp->instance_id);
   free (rp->job_id);
