@@ -7,8 +7,8 @@
  *
  * The writer hands every block of the finished (compressed) stream to a
  * sink: a file in the caller's ExportDirectory, or the queue a FUSE reader
- * drains (stream.c).  It hashes the whole stream (the .sha256 sidecar) and
- * each member (SHA256SUMS inside) on the way.  One thread uses a writer. */
+ * drains (stream.c).  It hashes each member (SHA256SUMS inside) on the
+ * way.  One thread uses a writer. */
 #ifndef RPFS_ARC_H
 #define RPFS_ARC_H
 
@@ -50,9 +50,14 @@ int rp_arc_end (struct rp_arc *c, char hex[65], char **why);
 /* A whole small member. */
 int rp_arc_add (struct rp_arc *c, const char *name, const void *buf,
                 size_t len, time_t mtime, char hex[65], char **why);
-/* Finish the stream (end of archive, compressor flushed); HEX gets the
- * SHA-256 of everything the sink received.  0, or -1 with *why. */
-int rp_arc_close (struct rp_arc *c, char hex[65], char **why);
+/* Finish the stream (end of archive, compressor flushed).  0, or -1 with
+ * *why.  (The archive's own SHA-256, for the sidecar, is the sink's to
+ * compute: the writer thread of an archive file does; a stream has no
+ * sidecar.) */
+int rp_arc_close (struct rp_arc *c, char **why);
+/* Lower-case hex of a finished SHA-256 context. */
+struct evp_md_ctx_st;
+void rp_arc_hex (struct evp_md_ctx_st *ctx, char hex[65]);
 /* The errno a sink returned, if that is what failed (0 otherwise). */
 int rp_arc_sink_error (const struct rp_arc *c);
 void rp_arc_free (struct rp_arc *c);

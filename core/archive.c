@@ -42,12 +42,12 @@ struct rp_arc {
   rp_arc_sink sink;
   void *opaque;
   int sink_err;
-  EVP_MD_CTX *whole, *member;
+  EVP_MD_CTX *member;
   struct archive_entry *e;
 };
 
-static void
-hexof (EVP_MD_CTX *ctx, char hex[65])
+void
+rp_arc_hex (EVP_MD_CTX *ctx, char hex[65])
 {
   unsigned char md[32];
   unsigned n = 0;
@@ -66,7 +66,6 @@ arc_write (struct archive *a, void *opaque, const void *buf, size_t len)
     archive_set_error (a, -r, "%s", strerror (-r));
     return -1;
   }
-  EVP_DigestUpdate (c->whole, buf, len);
   return (la_ssize_t) len;
 }
 
@@ -121,10 +120,8 @@ rp_arc_new (int fmt, int level, rp_arc_sink sink, void *opaque, char **why)
   c->sink = sink;
   c->opaque = opaque;
   c->a = archive_write_new ();
-  c->whole = EVP_MD_CTX_new ();
   c->member = EVP_MD_CTX_new ();
-  if (!c->a || !c->whole || !c->member
-      || EVP_DigestInit_ex (c->whole, EVP_sha256 (), NULL) != 1) {
+  if (!c->a || !c->member) {
     *why = rp_strdup ("cannot set up the archive writer");
     rp_arc_free (c);
     return NULL;
@@ -213,7 +210,7 @@ rp_arc_end (struct rp_arc *c, char hex[65], char **why)
 {
   if (archive_write_finish_entry (c->a) != ARCHIVE_OK)
     return arc_fail (c, archive_entry_pathname (c->e), why);
-  hexof (c->member, hex);
+  rp_arc_hex (c->member, hex);
   return 0;
 }
 
@@ -228,11 +225,10 @@ rp_arc_add (struct rp_arc *c, const char *name, const void *buf, size_t len,
 }
 
 int
-rp_arc_close (struct rp_arc *c, char hex[65], char **why)
+rp_arc_close (struct rp_arc *c, char **why)
 {
   if (archive_write_close (c->a) != ARCHIVE_OK)
     return arc_fail (c, "finishing the archive", why);
-  hexof (c->whole, hex);
   return 0;
 }
 
@@ -250,7 +246,6 @@ rp_arc_free (struct rp_arc *c)
   if (c->a)
     archive_write_free (c->a);  /* after a failure: no close, no flush */
   archive_entry_free (c->e);
-  EVP_MD_CTX_free (c->whole);
   EVP_MD_CTX_free (c->member);
   free (c);
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <libnbd.h>
+#include <openssl/evp.h>
 
 #include "internal.h"
 #include "adapt.h"
@@ -56,6 +57,7 @@ struct fd_sink {
   pthread_t thread;
   bool running;
   atomic_int *error;            /* its errno, when a write fails */
+  char hex[65];                 /* SHA-256 of all it wrote (the sidecar) */
 };
 
 /* Write to the archive file, and have the kernel write each 32 MiB to disk
@@ -90,14 +92,21 @@ writer_main (void *opaque)
 {
   struct fd_sink *s = opaque;
   char *buf = rp_calloc (1, 1u << 20);
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
   ssize_t n;
-  while ((n = rp_stream_read (s->q, buf, 1u << 20)) > 0) {
+  if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1)
+    atomic_store (s->error, ENOMEM);
+  while (ctx && (n = rp_stream_read (s->q, buf, 1u << 20)) > 0) {
     int r = file_sink (s, buf, (size_t) n);
     if (r < 0) {
       atomic_store (s->error, -r);
       break;
     }
+    EVP_DigestUpdate (ctx, buf, (size_t) n);
   }
+  if (ctx && !atomic_load (s->error))
+    rp_arc_hex (ctx, s->hex);
+  EVP_MD_CTX_free (ctx);
   free (buf);
   rp_stream_detach (s->q);      /* a failed write stops the pushes */
   return NULL;
@@ -381,17 +390,16 @@ add_meta (struct export_work *w, char **why)
   return RV_OK;
 }
 
-/* SHA256SUMS, the last member; then the end of the archive.  HEX: the
- * archive's own SHA-256. */
+/* SHA256SUMS, the last member; then the end of the archive. */
 static int
-finish_arc (struct export_work *w, char hex[65], char **why)
+finish_arc (struct export_work *w, char **why)
 {
   CLEANUP_FREE char *sums = rp_strv_join (w->sums, "");
   CLEANUP_FREE char *name = member (w, "SHA256SUMS");
   char h[65];
   if (rp_arc_add (w->arc, name, sums, strlen (sums), w->rp->created, h,
                   why) != 0
-      || rp_arc_close (w->arc, hex, why) != 0)
+      || rp_arc_close (w->arc, why) != 0)
     return arc_rv (w, why);
   return RV_OK;
 }
@@ -441,7 +449,6 @@ rp_arcjob_thread (void *opaque)
   CLEANUP_FREE char *why = NULL, *marker = NULL;
   struct fd_sink fs = { .fd = -1 };
   struct rp_pacer *pacer = NULL;
-  char hex[65];
 
   rp_job_set_state (job, JS_RUNNING);
   rp_export_background (w->rp->sys);
@@ -457,10 +464,10 @@ rp_arcjob_thread (void *opaque)
   if (rv == RV_OK && atomic_load (&job->cancel))
     rv = -1;
   if (rv == RV_OK)
-    rv = finish_arc (w, hex, &why);
+    rv = finish_arc (w, &why);
   rv = writer_join (w, &fs, rv, &why);
   if (rv == RV_OK && w->od) {
-    CLEANUP_FREE char *side = rp_asprintf ("%s  %s.%s\n", hex,
+    CLEANUP_FREE char *side = rp_asprintf ("%s  %s.%s\n", fs.hex,
                                            w->rp->sys->name,
                                            rp_format_name (w->format));
     rv = rp_outdir_commit_file (w->od, side, &why);
