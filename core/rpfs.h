@@ -134,6 +134,21 @@ char *rp_refpoint_result (struct rp_refpoint *rp, const char *method,
 char *rp_refpoint_job (struct rp_refpoint *rp);
 bool rp_refpoint_has_data (struct rp_refpoint *rp);
 
+/* ---- streamed exports (stream.c) ---- */
+/* "export.tar", "export.tar.gz", "export.tar.xz", "export.tar.zst" */
+extern const char *const rp_refpoint_streams[];
+struct rp_stream;
+/* Open a streamed export of RP in FORMAT ("tar", "tar.gz", ...): a job,
+ * after every check of ExportReferencePoint.  NULL with the ReturnValue in
+ * *RV (a job record says why, except for RV_ACCESS_DENIED). */
+struct rp_stream *rp_stream_open (struct rp_refpoint *rp, const char *format,
+                                  const struct rp_caller *who, int *rv);
+/* The next bytes (at most LEN; waits for some), 0 at the end of a
+ * complete archive, or -errno when the export failed or was cancelled. */
+ssize_t rp_stream_read (struct rp_stream *s, void *buf, size_t len);
+/* The reader is done; an export still running is cancelled. */
+void rp_stream_close (struct rp_stream *s);
+
 /* ---- jobs ---- */
 char **rp_core_jobs (struct rp_core *core);         /* ids, oldest first */
 struct rp_job *rp_job_get (struct rp_core *core, const char *id);

@@ -190,6 +190,7 @@ fs_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
     add_props (&l, &n, FS_RP_PROP, rp_refpoint_props);
     add (&l, FS_SETTINGS_DIR, S_IFDIR);
     add_list (&l, rp_refpoint_methods, S_IFREG);
+    add_list (&l, rp_refpoint_streams, S_IFREG);
     add (&l, FS_DISKS_DIR, S_IFDIR);
     if (job)
       add (&l, FS_JOBLINK, S_IFLNK);

@@ -38,6 +38,7 @@ enum hkind {
   H_CONTROL,            /* setting or method: read the value, write it */
   H_DISK,
   H_IGNORE,             /* the notifier's own open: writes are dropped */
+  H_STREAM,             /* a streamed export (core/methods/stream.c) */
 };
 
 /* Longest value a setting file takes over several writes. */
@@ -58,6 +59,7 @@ struct handle {
   struct rp_refpoint *rp;       /* H_DISK at a reference point: reference */
   bool write;                   /* H_DISK opened for writing */
   bool dirty;                   /* H_DISK written since the last flush */
+  struct rp_stream *stream;     /* H_STREAM */
 };
 
 static struct handle *
@@ -73,6 +75,8 @@ handle_free (struct handle *h)
     return;
   if (h->io)
     rp_disk_close (h->io);
+  if (h->stream)
+    rp_stream_close (h->stream);
   if (h->rp)
     rp_refpoint_put (h->rp);
   free (h->value);
@@ -107,6 +111,28 @@ open_disk (struct node *n, struct handle *h, int flags)
   /* Keep the reference point alive while its content is open. */
   h->rp = n->rp;
   n->rp = NULL;
+  return 0;
+}
+
+/* A streamed export: each open is its own export job, refused at open(2)
+ * with the errno of ExportReferencePoint's checks. */
+static int
+open_stream (struct node *n, struct handle *h, struct fuse_file_info *fi)
+{
+  struct rp_caller who = fs_caller ();
+  int rv = RV_OK;
+  int r = (fi->flags & O_ACCMODE) != O_RDONLY ? -EACCES
+    : node_allows (n, &who, R_OK);
+
+  if (r < 0)
+    return r;
+  h->stream = rp_stream_open (n->rp, n->p.name + strlen ("export."), &who,
+                              &rv);
+  if (h->stream == NULL)
+    return fs_rv_errno (rv) ?: -EIO;
+  h->kind = H_STREAM;
+  /* A pipe, not a file: no seeking, no page cache, no size. */
+  fi->nonseekable = 1;
   return 0;
 }
 
@@ -158,6 +184,11 @@ fs_open (const char *path, struct fuse_file_info *fi)
   case FS_RP_JOBLINK:
     r = -ELOOP;                 /* the kernel follows it; never opened */
     goto err;
+  case FS_RP_STREAM:
+    r = open_stream (&n, h, fi);
+    if (r < 0)
+      goto err;
+    goto ok;
   default:
     r = -EISDIR;
     goto err;
@@ -222,6 +253,10 @@ fs_read (const char *path, char *buf, size_t size, off_t off,
       done += r;
     }
     return done;
+  case H_STREAM:
+    /* Whatever is there (at least one byte); 0 only at the end of a
+     * complete archive. */
+    return (int) rp_stream_read (h->stream, buf, size);
   case H_IGNORE:
   default:
     return 0;

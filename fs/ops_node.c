@@ -12,6 +12,7 @@ const struct fs_names fs_names = {
   .sys_methods = rp_system_methods,
   .rp_methods = rp_refpoint_methods,
   .job_methods = fs_job_methods,
+  .rp_streams = rp_refpoint_streams,
 };
 
 /* Block size reported for disk files, so cp and dd use large requests

@@ -90,6 +90,8 @@ parse_rp (char *comp[], int n, const struct fs_names *names,
   if (strcmp (c, FS_JOBLINK) == 0)
     return FS_RP_JOBLINK;
   p->name = c;
+  if (in_list (names ? names->rp_streams : NULL, c))
+    return FS_RP_STREAM;
   return in_list (names ? names->rp_methods : NULL, c)
     ? FS_RP_METHOD : FS_RP_PROP;
 }
@@ -193,6 +195,7 @@ fs_kind_name (enum fs_kind kind)
     [FS_RP_SETTINGS_DIR] = "RP_SETTINGS_DIR", [FS_RP_SETTING] = "RP_SETTING",
     [FS_RP_METHOD] = "RP_METHOD", [FS_RP_DISKS] = "RP_DISKS",
     [FS_RP_DISK] = "RP_DISK", [FS_RP_JOBLINK] = "RP_JOBLINK",
+    [FS_RP_STREAM] = "RP_STREAM",
     [FS_JOBS] = "JOBS", [FS_JOB] = "JOB", [FS_JOB_PROP] = "JOB_PROP",
     [FS_JOB_METHOD] = "JOB_METHOD",
   };

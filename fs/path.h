@@ -30,6 +30,7 @@ enum fs_kind {
   FS_RP_DISKS,          /*   .../<rp>/disks                     */
   FS_RP_DISK,           /*   .../<rp>/disks/<id>                */
   FS_RP_JOBLINK,        /*   .../<rp>/job                       */
+  FS_RP_STREAM,         /*   .../<rp>/export.tar...  (streams)  */
   FS_JOBS,              /* /jobs                                */
   FS_JOB,               /* /jobs/<id>                           */
   FS_JOB_PROP,          /* /jobs/<id>/<prop>                    */
@@ -49,6 +50,7 @@ struct fs_names {
   const char *const *sys_methods;
   const char *const *rp_methods;
   const char *const *job_methods;
+  const char *const *rp_streams;  /* streamed exports of a reference point */
 };
 
 /* The parsed path.  The string members point into buf and are NULL where

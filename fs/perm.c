@@ -10,7 +10,8 @@
  *   a system and everything in it   the definition's owner:group
  *     methods 0220, settings 0664, properties 0444, directories 0755,
  *     referencepoints/ 0775 (operators mkdir and rmdir there),
- *     disks/ 0750 (only operators reach disks)
+ *     disks/ 0750 (only operators reach disks), streamed exports
+ *     (export.tar...) 0440 (only operators read them)
  *   a disk file                     the image file's owner:group and its
  *     read and write bits (write bits only while disks are writable)
  *   a job and its files             its submitter:the system's group
@@ -63,6 +64,8 @@ node_bits (struct node *n, uid_t *uid, gid_t *gid)
     return 0777;
   case FS_RP_SETTING:
     return 0664;
+  case FS_RP_STREAM:
+    return 0440;
   case FS_SYS_METHOD: case FS_RP_METHOD:
     return 0220;
   default:
@@ -110,6 +113,11 @@ file_allows (struct node *n, const struct rp_caller *who, int want)
     if ((want & W_OK) && !rp_system_may_operate (n->sys, who))
       return -EACCES;
     return 0;
+  case FS_RP_STREAM:
+    /* An export, like a method call: operators only, read only. */
+    if (want & W_OK)
+      return -EACCES;
+    return rp_system_may_operate (n->sys, who) ? 0 : -EACCES;
   case FS_JOB_METHOD:
     if ((want & W_OK) && !rp_job_may_control (n->job, who))
       return -EACCES;

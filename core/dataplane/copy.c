@@ -290,6 +290,27 @@ start_target (const char *dst_path, const char *sock, const char *log,
 }
 
 int
+rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
+              uint64_t *size, char **err)
+{
+  struct copy_ctx c = { .full = true };
+  struct nbd_handle *h = connect_to (sock, export, NULL, err);
+  if (!h)
+    return EIO;
+  int64_t sz = nbd_get_size (h);
+  if (sz < 0) {
+    *err = rp_strdup (nbd_get_error ());
+    nbd_close (h);
+    return EIO;
+  }
+  int r = plan (&c, h, (uint64_t) sz, err);
+  nbd_close (h);
+  *size = (uint64_t) sz;
+  *ops = c.ops;
+  return r;
+}
+
+int
 rp_copy_disk (const char *src_sock, const char *src_export,
               const char *bitmap, const char *dst_path, const char *dst_name,
               const char *run_dir, atomic_bool *cancel, struct rp_rate *rate,

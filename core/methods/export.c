@@ -23,26 +23,211 @@
 #include "ratelimit.h"
 #include "adapt.h"
 #include "outdir.h"
+#include "export.h"
+#include "arc.h"
 
-
-struct export_work {
-  struct rp_job *job;
-  struct rp_refpoint *rp;
-  struct rp_refpoint *base;     /* NULL: full export */
-  struct rp_outdir *od;         /* ExportDirectory, as the caller */
-  char *tmp_name;               /* hidden assembly directory in it */
-  char meta_hex[2][65];         /* SHA-256 of config, referencepoint */
-  char **disks;
-  bool drop;                    /* KeepAssociatedData false */
-  bool released;                /* rp no longer busy with this job */
-  size_t cur;                   /* disk being copied, for progress */
-  struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
-  struct rp_rate rate;          /* export-rate-limit, over all its disks */
-};
 
 static void work_free (struct export_work *w);
 static void seals_abort (struct export_work *w);
 static void *export_thread (void *opaque);
+
+struct export_req {
+  const char *dir;              /* NULL: a stream */
+  const char *base_arg, *disks_arg;
+  bool keep_given, keep;
+  int format;                   /* -1: ExportSettingData/Format */
+};
+
+/* The request's lines: the directory, then Key=Value overrides. */
+static int
+parse_request (struct rp_args *a, struct export_req *q, char **why)
+{
+  memset (q, 0, sizeof *q);
+  q->format = -1;
+  if (a->npos != 1) {
+    *why = rp_asprintf ("expected the export directory on the first line, "
+                        "then optional Key=Value lines");
+    return RV_INVALID_PARAMETER;
+  }
+  q->dir = a->pos[0];
+  for (size_t i = 0; i < a->nkv; i++) {
+    const char *k = a->keys[i], *v = a->vals[i];
+    if (!strcmp (k, "BaseReferencePoint"))
+      q->base_arg = v;
+    else if (!strcmp (k, "DisksToExport"))
+      q->disks_arg = v;
+    else if (!strcmp (k, "KeepAssociatedData")) {
+      q->keep_given = true;
+      if (rp_refpoint_parse_keep (v, &q->keep, why) != 0)
+        return RV_INVALID_PARAMETER;
+    }
+    else if (!strcmp (k, "Format")) {
+      if ((q->format = rp_format_parse (v)) < 0) {
+        *why = rp_asprintf ("Format must be qcow2, tar, tar.gz, tar.xz or "
+                            "tar.zst, not '%s'", v);
+        return RV_INVALID_PARAMETER;
+      }
+    }
+    else {
+      *why = rp_asprintf ("unknown key '%s' (ExportReferencePoint takes "
+                          "BaseReferencePoint, DisksToExport, "
+                          "KeepAssociatedData and Format)", k);
+      return RV_INVALID_PARAMETER;
+    }
+  }
+  return RV_OK;
+}
+
+/* The state checks, core->lock held.  QEMU_ERR: why QEMU is not available,
+ * NULL when it is. */
+static int
+check_state (struct rp_refpoint *rp, struct rp_refpoint *base,
+             const char *qemu_err, char **why)
+{
+  struct rp_system *sys = rp->sys;
+  if (!rp->has_data) {
+    *why = rp_asprintf ("reference point '%s' has no associated data (%s)",
+                        rp->name, rp->type == 2
+                        ? "it is RCT based: change tracking only"
+                        : "it was removed, or lost when QEMU restarted");
+    return RV_INVALID_STATE;
+  }
+  for (size_t k = 0; base && k < sys->nrps; k++) {
+    struct rp_refpoint *x = sys->rps[k];
+    if (x->seq >= base->seq && x->seq < rp->seq && x->broken) {
+      *why = x == base
+        ? rp_asprintf ("base '%s' cannot be used: %s", base->name, x->broken)
+        : rp_asprintf ("base '%s' cannot be used: the tracking of '%s' in "
+                       "between was lost: %s", base->name, x->name, x->broken);
+      return RV_INVALID_STATE;
+    }
+  }
+  if (rp->destroyed) {
+    *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
+    return RV_INVALID_STATE;
+  }
+  if (rp->exporting) {
+    *why = rp_asprintf ("an export of reference point '%s' is already "
+                        "running", rp->name);
+    return RV_IN_USE;
+  }
+  if (qemu_err) {
+    *why = rp_asprintf ("QEMU is not available: %s", qemu_err);
+    return RV_NOT_AVAILABLE;
+  }
+  return RV_OK;
+}
+
+/* Claim RP (and BASE) for JOB and make its work.  core->lock held. */
+static struct export_work *
+claim (struct rp_refpoint *rp, struct rp_refpoint *base,
+       const struct export_req *q, struct rp_job *job, char **disks)
+{
+  struct rp_system *sys = rp->sys;
+  rp->exporting = true;
+  rp->busy++;
+  rp->refs++;
+  if (base) {
+    base->busy++;
+    base->refs++;
+  }
+  job->cancellable = true;
+  job->export_dir = q->dir ? rp_strdup (q->dir) : NULL;
+  job->base_id = base ? rp_strdup (base->instance_id) : NULL;
+  job->exported_disks = disks;
+  job->refs++;                  /* the thread's */
+  struct export_work *w = rp_calloc (1, sizeof *w);
+  w->job = job;
+  w->rp = rp;
+  w->base = base;
+  w->format = q->format;
+  w->tmp_name = q->format == RP_FMT_QCOW2
+    ? rp_asprintf (".%s.%s.part", sys->name, job->id)
+    : rp_asprintf (".%s.%s.%s.part", sys->name, job->id,
+                   rp_format_name (q->format));
+  w->drop = q->keep_given ? !q->keep : rp->drop_setting;
+  for (size_t i = 0; disks[i]; i++)
+    w->disks = rp_strv_push (w->disks, disks[i]);
+  w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
+  rp_rate_init (&w->rate, sys->conf->export_rate);
+  return w;
+}
+
+/* Every check of ExportReferencePoint but the directory's; with JOB, the
+ * work that the job thread will do in *OUT.  op_lock held. */
+static int
+admit (struct rp_refpoint *rp, const struct export_req *q, struct rp_job *job,
+       struct export_work **out, char **why)
+{
+  struct rp_system *sys = rp->sys;
+  struct rp_refpoint *base = NULL;
+  char **disks = NULL;
+  if (q->disks_arg && !(disks = rp_args_disk_list (q->disks_arg, why)))
+    return RV_INVALID_PARAMETER;
+  pthread_mutex_lock (&sys->core->lock);
+  int rv = rp_refpoint_check_base (rp, q->base_arg ? q->base_arg
+                                   : rp->base_setting, &base, why);
+  /* Only checking a request that may still be arriving line by line: a
+   * later BaseReferencePoint= line may override a setting gone stale. */
+  if (rv != RV_OK && !job && !q->base_arg && q->dir) {
+    free (*why);
+    *why = NULL;
+    rv = RV_OK;
+    base = NULL;
+  }
+  for (size_t i = 0; !q->disks_arg && rp->disks_setting
+       && rp->disks_setting[i]; i++)
+    disks = rp_strv_push (disks, rp->disks_setting[i]);
+  pthread_mutex_unlock (&sys->core->lock);
+  if (rv == RV_OK)
+    rv = rp_refpoint_check_disks (rp, disks, why);
+  if (rv == RV_OK && rp_strv_len (disks) == 0)
+    for (size_t i = 0; rp->disk_ids[i]; i++)
+      disks = rp_strv_push (disks, rp->disk_ids[i]);
+  if (rv != RV_OK) {
+    rp_strv_free (disks);
+    return rv;
+  }
+  char *e = NULL;
+  bool qemu_ok = rp_backend_ensure (sys, &e) == 0;
+  pthread_mutex_lock (&sys->core->lock);
+  rv = check_state (rp, base, qemu_ok ? NULL : e ? e : "unknown", why);
+  if (rv == RV_OK && job) {
+    *out = claim (rp, base, q, job, disks);
+    disks = NULL;
+  }
+  pthread_mutex_unlock (&sys->core->lock);
+  free (e);
+  rp_strv_free (disks);
+  return rv;
+}
+
+/* Open the directory to keep (as the caller, made if missing) and start
+ * the job thread.  W is freed on failure.  op_lock held. */
+static int
+launch (struct export_work *w, const char *dir, const char *final,
+        const struct rp_caller *who, char **why)
+{
+  struct rp_system *sys = w->rp->sys;
+  struct rp_job *job = w->job;
+  int rv;
+  if (dir && (rv = rp_outdir_open (dir, final, sys->core->mount_real, who,
+                                   true, &w->od, why)) != RV_OK) {
+    work_free (w);
+    return rv;
+  }
+  rp_job_set_state (job, JS_STARTING);
+  if (pthread_create (&job->thread, NULL, w->format == RP_FMT_QCOW2
+                      ? export_thread : rp_arcjob_thread, w) != 0) {
+    *why = rp_strdup ("cannot start the export thread");
+    if (w->od)
+      rp_outdir_abort (w->od);
+    work_free (w);
+    return RV_NO_MEMORY;
+  }
+  job->has_thread = true;
+  return RV_JOB_STARTED;
+}
 
 int
 rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
@@ -52,161 +237,50 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
   struct rp_args *a = rp_args_parse (buf, len, why);
   if (!a)
     return RV_INVALID_PARAMETER;
-  int rv = RV_INVALID_PARAMETER;
-  const char *base_arg = NULL, *disks_arg = NULL, *keep_arg = NULL;
-  char **disks = NULL;
+  struct export_req q;
   struct export_work *w = NULL;
-  bool locked = false;
-
-  if (a->npos != 1) {
-    *why = rp_asprintf ("expected the export directory on the first line, "
-                        "then optional Key=Value lines");
+  CLEANUP_FREE char *final = NULL;
+  int rv = parse_request (a, &q, why);
+  if (rv != RV_OK)
     goto out;
+  if (q.format < 0) {
+    pthread_mutex_lock (&sys->core->lock);
+    q.format = rp->format;
+    pthread_mutex_unlock (&sys->core->lock);
   }
-  for (size_t i = 0; i < a->nkv; i++) {
-    if (!strcmp (a->keys[i], "BaseReferencePoint"))
-      base_arg = a->vals[i];
-    else if (!strcmp (a->keys[i], "DisksToExport"))
-      disks_arg = a->vals[i];
-    else if (!strcmp (a->keys[i], "KeepAssociatedData"))
-      keep_arg = a->vals[i];
-    else {
-      *why = rp_asprintf ("unknown key '%s' (ExportReferencePoint takes "
-                          "BaseReferencePoint, DisksToExport and "
-                          "KeepAssociatedData)", a->keys[i]);
-      goto out;
-    }
-  }
-  bool keep = true;
-  if (keep_arg && rp_refpoint_parse_keep (keep_arg, &keep, why) != 0)
-    goto out;
-  const char *dir = a->pos[0];
-  if ((rv = rp_outdir_open (dir, sys->name, sys->core->mount_real, who,
+  /* A directory <system>, or one file <system>.<format>. */
+  final = q.format == RP_FMT_QCOW2 ? rp_strdup (sys->name)
+    : rp_asprintf ("%s.%s", sys->name, rp_format_name (q.format));
+  if ((rv = rp_outdir_open (q.dir, final, sys->core->mount_real, who,
                             false, NULL, why)) != RV_OK)
     goto out;
-  if (disks_arg && !(disks = rp_args_disk_list (disks_arg, why))) {
-    rv = RV_INVALID_PARAMETER;
-    goto out;
-  }
-
   pthread_mutex_lock (&sys->op_lock);
-  locked = true;
-  pthread_mutex_lock (&sys->core->lock);
-  struct rp_refpoint *base = NULL;
-  rv = rp_refpoint_check_base (rp, base_arg ? base_arg : rp->base_setting,
-                               &base, why);
-  /* Only checking a request that may still be arriving line by line: a
-   * later BaseReferencePoint= line may override a setting gone stale. */
-  if (rv != RV_OK && !job && !base_arg) {
-    free (*why);
-    *why = NULL;
-    rv = RV_OK;
-    base = NULL;
-  }
-  for (size_t i = 0; !disks_arg && rp->disks_setting && rp->disks_setting[i];
-       i++)
-    disks = rp_strv_push (disks, rp->disks_setting[i]);
-  pthread_mutex_unlock (&sys->core->lock);
-  if (rv != RV_OK)
-    goto out;
-  if ((rv = rp_refpoint_check_disks (rp, disks, why)) != RV_OK)
-    goto out;
-  if (rp_strv_len (disks) == 0) {
-    rp_strv_free (disks);
-    disks = NULL;
-    for (size_t i = 0; rp->disk_ids[i]; i++)
-      disks = rp_strv_push (disks, rp->disk_ids[i]);
-  }
-
-  char *e = NULL;
-  bool qemu_ok = rp_backend_ensure (sys, &e) == 0;
-  pthread_mutex_lock (&sys->core->lock);
-  if (!rp->has_data) {
-    *why = rp_asprintf ("reference point '%s' has no associated data (%s)",
-                        rp->name, rp->type == 2
-                        ? "it is RCT based: change tracking only"
-                        : "it was removed, or lost when QEMU restarted");
-    rv = RV_INVALID_STATE;
-  }
-  for (size_t k = 0; rv == RV_OK && base && k < sys->nrps; k++) {
-    struct rp_refpoint *x = sys->rps[k];
-    if (x->seq >= base->seq && x->seq < rp->seq && x->broken) {
-      *why = x == base
-        ? rp_asprintf ("base '%s' cannot be used: %s", base->name, x->broken)
-        : rp_asprintf ("base '%s' cannot be used: the tracking of '%s' in "
-                       "between was lost: %s", base->name, x->name, x->broken);
-      rv = RV_INVALID_STATE;
-    }
-  }
-  if (rv == RV_OK && rp->destroyed) {
-    *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
-    rv = RV_INVALID_STATE;
-  }
-  if (rv == RV_OK && rp->exporting) {
-    *why = rp_asprintf ("an export of reference point '%s' is already "
-                        "running", rp->name);
-    rv = RV_IN_USE;
-  }
-  if (rv == RV_OK && !qemu_ok) {
-    *why = rp_asprintf ("QEMU is not available: %s", e);
-    rv = RV_NOT_AVAILABLE;
-  }
-  if (rv == RV_OK && !job) {     /* only checking */
-    pthread_mutex_unlock (&sys->core->lock);
-    free (e);
-    goto out;
-  }
-  if (rv == RV_OK) {
-    rp->exporting = true;
-    rp->busy++;
-    rp->refs++;
-    if (base) {
-      base->busy++;
-      base->refs++;
-    }
-    job->cancellable = true;
-    job->export_dir = rp_strdup (dir);
-    job->base_id = base ? rp_strdup (base->instance_id) : NULL;
-    job->exported_disks = disks;
-    job->refs++;                /* the thread's */
-    w = rp_calloc (1, sizeof *w);
-    w->job = job;
-    w->rp = rp;
-    w->base = base;
-    w->tmp_name = rp_asprintf (".%s.%s.part", sys->name, job->id);
-    w->drop = keep_arg ? !keep : rp->drop_setting;
-    for (size_t i = 0; disks[i]; i++)
-      w->disks = rp_strv_push (w->disks, disks[i]);
-    w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
-    disks = NULL;
-    rp_rate_init (&w->rate, sys->conf->export_rate);
-  }
-  pthread_mutex_unlock (&sys->core->lock);
-  free (e);
-  if (rv != RV_OK)
-    goto out;
+  rv = admit (rp, &q, job, &w, why);
   /* Every check passed: resolve the directory once more, now to keep it
    * (and make it, as the caller, if it is missing). */
-  if ((rv = rp_outdir_open (dir, sys->name, sys->core->mount_real, who,
-                            true, &w->od, why)) != RV_OK) {
-    work_free (w);
-    goto out;
-  }
-  rp_job_set_state (job, JS_STARTING);
-  if (pthread_create (&job->thread, NULL, export_thread, w) != 0) {
-    *why = rp_strdup ("cannot start the export thread");
-    rv = RV_NO_MEMORY;
-    rp_outdir_abort (w->od);
-    work_free (w);
-    goto out;
-  }
-  job->has_thread = true;
-  rv = RV_JOB_STARTED;
+  if (rv == RV_OK && job)
+    rv = launch (w, q.dir, final, who, why);
+  pthread_mutex_unlock (&sys->op_lock);
  out:
-  if (locked)
-    pthread_mutex_unlock (&sys->op_lock);
-  rp_strv_free (disks);
   rp_args_free (a);
+  return rv;
+}
+
+int
+rp_export_stream (struct rp_refpoint *rp, int format,
+                  const struct rp_caller *who, struct rp_job *job,
+                  struct rp_stream *s, char **why)
+{
+  struct export_req q = { .format = format };
+  struct export_work *w = NULL;
+  pthread_mutex_lock (&rp->sys->op_lock);
+  int rv = admit (rp, &q, job, &w, why);
+  if (rv == RV_OK && job) {
+    w->stream = s;
+    rp_stream_hold (s);
+    rv = launch (w, NULL, NULL, who, why);
+  }
+  pthread_mutex_unlock (&rp->sys->op_lock);
   return rv;
 }
 
@@ -231,13 +305,16 @@ work_free (struct export_work *w)
   free (w->tmp_name);
   rp_strv_free (w->disks);
   rp_rate_destroy (&w->rate);
+  rp_strv_free (w->sums);
+  if (w->stream)
+    rp_stream_put (w->stream);
   free (w);
 }
 
 /* ---- the job thread ---- */
 
-static void
-progress (void *opaque, uint64_t done, uint64_t total)
+void
+rp_export_progress (void *opaque, uint64_t done, uint64_t total)
 {
   struct export_work *w = opaque;
   size_t n = rp_strv_len (w->disks);
@@ -247,40 +324,57 @@ progress (void *opaque, uint64_t done, uint64_t total)
 }
 
 /* Path of the base's exported image of DISK, relative to the directory the
- * new image will have, if that export still exists. */
+ * new image will have, if that export still exists; *FMT its format.  The
+ * image of an archive export is where unpacking the archive next to itself
+ * puts it (<dir>/<system>/disks/<disk>.raw or .qcow2): it counts as long
+ * as the archive is there.  A stream goes nobody knows where: none. */
 static char *
-backing_of (struct export_work *w, const char *disk)
+backing_of (struct export_work *w, const char *disk, const char **fmt)
 {
   struct rp_core *core = w->rp->sys->core;
-  CLEANUP_FREE char *abs = NULL;
+  CLEANUP_FREE char *abs = NULL, *archive = NULL;
+  if (!w->od)
+    return NULL;
   pthread_mutex_lock (&core->lock);
   size_t n = strlen (disk);
   for (size_t i = 0; w->base->exports && w->base->exports[i]; i++)
     if (!strncmp (w->base->exports[i], disk, n)
         && w->base->exports[i][n] == '=')
       abs = rp_strdup (w->base->exports[i] + n + 1);
+  if (w->base->export_archive)
+    archive = rp_strdup (w->base->export_archive);
   pthread_mutex_unlock (&core->lock);
   /* Resolved as the caller: the base export is a path they named. */
-  CLEANUP_FREE char *real = abs ? rp_outdir_realpath (w->od, abs) : NULL;
+  CLEANUP_FREE char *real = NULL;
+  if (abs && archive) {
+    CLEANUP_FREE char *ra = rp_outdir_realpath (w->od, archive);
+    real = ra ? rp_strdup (abs) : NULL;
+  }
+  else if (abs)
+    real = rp_outdir_realpath (w->od, abs);
   if (!real)
     return NULL;
+  size_t l = strlen (real);
+  *fmt = l > 4 && !strcmp (real + l - 4, ".raw") ? "raw" : "qcow2";
   /* The new image will live in <dir>/<system>/disks/: a path relative to
    * it survives moving the whole backup tree. */
-  CLEANUP_FREE char *to = rp_outdir_final_path (w->od, "disks");
+  CLEANUP_FREE char *to = rp_asprintf ("%s/%s/disks", rp_outdir_path (w->od),
+                                       w->rp->sys->name);
   return rp_relpath (real, to);
 }
 
 /* Create the qcow2 image in FD (already made, empty) and copy disk DI
  * into it.  The QEMU tools open it as /proc/<rpfs>/fd/<n>: never by a path
  * through the caller's directories. */
-static int
-write_image (struct export_work *w, int di, int fd, const char *name,
-             const char *bitmap, const char *ename, char **why)
+int
+rp_export_image (struct export_work *w, int di, int fd, const char *name,
+                 const struct rp_endpoint *ep, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   const char *disk = sys->disks[di].id;
+  const char *bfmt = "qcow2";
   CLEANUP_FREE char *target = rp_fd_path (fd);
-  CLEANUP_FREE char *backing = w->base ? backing_of (w, disk) : NULL;
+  CLEANUP_FREE char *backing = w->base ? backing_of (w, disk, &bfmt) : NULL;
   CLEANUP_FREE char *size = rp_asprintf ("%" PRIu64, sys->disks[di].size);
   CLEANUP_FREE char *errs = NULL;
   /* -u: the backing file is only named, never opened (and so never looked
@@ -289,7 +383,7 @@ write_image (struct export_work *w, int di, int fd, const char *name,
                      NULL, NULL, NULL, NULL, NULL, NULL };
   if (backing) {
     char *with[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
-                     backing, "-F", "qcow2", target, size, NULL };
+                     backing, "-F", (char *) bfmt, target, size, NULL };
     memcpy (create, with, sizeof with);
   }
   if (rp_proc_run (create, NULL, NULL, &errs) != 0) {
@@ -302,8 +396,9 @@ write_image (struct export_work *w, int di, int fd, const char *name,
   CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
   char *e = NULL;
   int rv = RV_OK;
-  int r = rp_copy_disk (sys->nbd_path, ename, bitmap, target, name, run,
-                        &w->job->cancel, &w->rate, progress, w, NULL, &e);
+  int r = rp_copy_disk (ep->sock, ep->name, ep->bitmap, target, name, run,
+                        &w->job->cancel, &w->rate, rp_export_progress, w,
+                        NULL, &e);
   if (r == ECANCELED)
     rv = -1;
   else if (r) {
@@ -315,6 +410,17 @@ write_image (struct export_work *w, int di, int fd, const char *name,
     rv = alive ? RV_FAILED : RV_NOT_AVAILABLE;
   }
   free (e);
+  return rv;
+}
+
+/* rp_export_image, then seal the image: hash and flush it while the next
+ * disk copies. */
+static int
+write_image (struct export_work *w, int di, int fd, const char *name,
+             const struct rp_endpoint *ep, char **why)
+{
+  int rv = rp_export_image (w, di, fd, name, ep, why);
+  char *e = NULL;
   if (rv == RV_OK) {
     /* Hash and flush this image while the next disk copies. */
     w->seals[w->cur] = rp_seal_start (fd, name, &w->job->cancel, &e);
@@ -327,8 +433,8 @@ write_image (struct export_work *w, int di, int fd, const char *name,
   return rv;
 }
 
-static int
-export_disk (struct export_work *w, const char *disk, char **why)
+int
+rp_export_disk (struct export_work *w, const char *disk, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   int di = rp_disk_index (sys, disk);
@@ -362,13 +468,15 @@ export_disk (struct export_work *w, const char *disk, char **why)
     return rv;
 
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
-  int fd = rp_outdir_create (w->od, name, 0644);
-  if (fd < 0) {
+  int fd = -1;
+  if (w->format != RP_FMT_QCOW2)
+    rv = rp_arcjob_disk (w, di, &ep, why);
+  else if ((fd = rp_outdir_create (w->od, name, 0644)) < 0) {
     *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
     rv = RV_FAILED;
   }
   else {
-    rv = write_image (w, di, fd, name, ep.bitmap, ep.name, why);
+    rv = write_image (w, di, fd, name, &ep, why);
     close (fd);
   }
   if (diff) {
@@ -395,20 +503,20 @@ write_small (struct export_work *w, const char *rel, const char *text,
   return RV_OK;
 }
 
-static int
-write_meta (struct export_work *w, char **why)
+char *
+rp_export_config (struct export_work *w, size_t *len, char **why)
+{
+  CLEANUP_FREE char *src = rp_asprintf ("%s/config", w->rp->dir);
+  char *cfg = rp_read_file (src, len);
+  if (!cfg)
+    *why = rp_asprintf ("cannot read %s: %s", src, strerror (errno));
+  return cfg;
+}
+
+char *
+rp_export_record_text (struct export_work *w)
 {
   struct rp_refpoint *rp = w->rp;
-  CLEANUP_FREE char *src = rp_asprintf ("%s/config", rp->dir);
-  size_t len;
-  CLEANUP_FREE char *cfg = rp_read_file (src, &len);
-  if (!cfg) {
-    *why = rp_asprintf ("cannot read %s: %s", src, strerror (errno));
-    return RV_FAILED;
-  }
-  int rv = write_small (w, "config", cfg, len, w->meta_hex[0], why);
-  if (rv != RV_OK)
-    return rv;
   pthread_mutex_lock (&rp->sys->core->lock);
   struct rp_kv *kv = rp_refpoint_record (rp, false);
   pthread_mutex_unlock (&rp->sys->core->lock);
@@ -419,8 +527,22 @@ write_meta (struct export_work *w, char **why)
   }
   for (size_t i = 0; w->disks[i]; i++)
     rp_kv_add (kv, "exported", w->disks[i]);
-  CLEANUP_FREE char *text = rp_kv_render (kv);
+  char *text = rp_kv_render (kv);
   rp_kv_free (kv);
+  return text;
+}
+
+static int
+write_meta (struct export_work *w, char **why)
+{
+  size_t len;
+  CLEANUP_FREE char *cfg = rp_export_config (w, &len, why);
+  if (!cfg)
+    return RV_FAILED;
+  int rv = write_small (w, "config", cfg, len, w->meta_hex[0], why);
+  if (rv != RV_OK)
+    return rv;
+  CLEANUP_FREE char *text = rp_export_record_text (w);
   return write_small (w, "referencepoint", text, strlen (text),
                       w->meta_hex[1], why);
 }
@@ -499,8 +621,8 @@ rp_export_cleanup (struct rp_core *core)
  * starts (qemu-nbd, qemu-img) inherit it, so the guest and everything else
  * on the host come first and an idle host still gives the export all it
  * can use.  Linux keeps a nice value per thread; FUSE threads keep theirs. */
-static void
-background (struct rp_system *sys)
+void
+rp_export_background (struct rp_system *sys)
 {
   int nice = sys->conf->export_nice;
   if (setpriority (PRIO_PROCESS, (id_t) gettid (), nice) != 0)
@@ -520,13 +642,21 @@ record_exports (struct export_work *w)
       if (strncmp (w->rp->exports[k], w->disks[i], n)
           || w->rp->exports[k][n] != '=')
         v = rp_strv_push (v, w->rp->exports[k]);
-    CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.qcow2", w->disks[i]);
-    CLEANUP_FREE char *path = rp_outdir_final_path (w->od, rel);
+    /* An archive's image: where unpacking it next to itself puts it. */
+    const char *ext = w->format == RP_FMT_QCOW2 || w->base ? "qcow2" : "raw";
+    CLEANUP_FREE char *path = rp_asprintf ("%s/%s/disks/%s.%s",
+                                           rp_outdir_path (w->od),
+                                           w->rp->sys->name, w->disks[i],
+                                           ext);
     CLEANUP_FREE char *e = rp_asprintf ("%s=%s", w->disks[i], path);
     v = rp_strv_push (v, e);
     rp_strv_free (w->rp->exports);
     w->rp->exports = v;
   }
+  free (w->rp->export_archive);
+  w->rp->export_archive = w->format == RP_FMT_QCOW2 ? NULL
+    : rp_asprintf ("%s/%s.%s", rp_outdir_path (w->od), w->rp->sys->name,
+                   rp_format_name (w->format));
   rp_refpoint_save (w->rp);
 }
 
@@ -580,7 +710,7 @@ export_thread (void *opaque)
   struct rp_pacer *pacer = NULL;
 
   rp_job_set_state (job, JS_RUNNING);
-  background (w->rp->sys);
+  rp_export_background (w->rp->sys);
   int rv = begin (w, &marker, &why);
   if (rv == RV_OK)
     rv = write_meta (w, &why);
@@ -591,7 +721,7 @@ export_thread (void *opaque)
     if (atomic_load (&job->cancel))
       rv = -1;
     else
-      rv = export_disk (w, w->disks[w->cur], &why);
+      rv = rp_export_disk (w, w->disks[w->cur], &why);
   }
   rp_pacer_stop (pacer);
   if (rv == RV_OK && atomic_load (&job->cancel))
@@ -600,21 +730,31 @@ export_thread (void *opaque)
     rv = write_sums (w, &why);
   if (rv == RV_OK)
     rv = rp_outdir_commit (w->od, &why);
-  if (rv == RV_OK) {
-    struct rp_core *core = w->rp->sys->core;
-    pthread_mutex_lock (&core->lock);
-    record_exports (w);
-    pthread_mutex_unlock (&core->lock);
-    if (w->drop)
-      drop_data (w);
-  }
-  else {
+  if (rv != RV_OK) {
     seals_abort (w);
     rp_outdir_abort (w->od);
   }
   if (marker)
     unlink (marker);
-  rp_job_finish (job, rv, rv == -1 ? NULL : why);
-  work_free (w);
+  rp_export_done (w, rv, why);
   return NULL;
+}
+
+void
+rp_export_done (struct export_work *w, int rv, const char *why)
+{
+  struct rp_stream *s = w->stream;
+  if (rv == RV_OK && w->od) {
+    struct rp_core *core = w->rp->sys->core;
+    pthread_mutex_lock (&core->lock);
+    record_exports (w);
+    pthread_mutex_unlock (&core->lock);
+  }
+  if (rv == RV_OK && w->drop)
+    drop_data (w);
+  rp_job_finish (w->job, rv, rv == -1 ? NULL : why);
+  /* The reader sees the end (or the error) once the job shows it. */
+  if (s)
+    rp_stream_end (s, rv);
+  work_free (w);
 }

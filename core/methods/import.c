@@ -2,7 +2,9 @@
  * "config" and "referencepoint" files of one of its exports, as RCT based
  * without associated data, when the disks still carry its tracking. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,37 @@
 #include "internal.h"
 #include "args.h"
 #include "caller.h"
+#include "arc.h"
+
+/* The config and referencepoint members of the archive export PATH, read
+ * as the caller: opened with WHO's identity, a regular file, no final
+ * symlink followed, never blocking; libarchive reads the descriptor and
+ * stops after the two small members (each at most RP_CALLER_FILE_MAX). */
+static int
+read_archive (const struct rp_caller *who, const char *path, char **cfg,
+              size_t *cfglen, char **rec, size_t *reclen, char **why)
+{
+  if (path[0] != '/') {
+    *why = rp_asprintf ("'%s' is not an absolute path", path);
+    return RV_INVALID_PARAMETER;
+  }
+  int fd = rp_caller_openat (who, AT_FDCWD, path, O_RDONLY | O_NOFOLLOW
+                             | O_NONBLOCK | O_NOCTTY, 0);
+  if (fd < 0) {
+    *why = rp_asprintf ("cannot open %s: %s", path, strerror (-fd));
+    return fd == -EACCES || fd == -EPERM ? RV_ACCESS_DENIED
+      : RV_INVALID_PARAMETER;
+  }
+  struct stat st;
+  int rv = RV_INVALID_PARAMETER;
+  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode))
+    *why = rp_asprintf ("%s is not a regular file", path);
+  else if (rp_arc_read_meta (fd, path, RP_CALLER_FILE_MAX, cfg, cfglen, rec,
+                             reclen, why) == 0)
+    rv = RV_OK;
+  close (fd);
+  return rv;
+}
 
 int
 rp_import (struct rp_system *sys, const char *buf, size_t len,
@@ -31,17 +64,23 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   CLEANUP_FREE char *cfg = NULL, *rec = NULL, *cfgpath = NULL;
   size_t cfglen = 0, reclen = 0;
   bool locked = false;
-  if (a->npos != 2 || a->nkv) {
+  if ((a->npos != 2 && a->npos != 1) || a->nkv) {
     *why = rp_strdup ("expected two lines: the export's config file, then "
-                      "its referencepoint file");
+                      "its referencepoint file (or one: an archive export)");
     goto out;
   }
   /* Read as the caller, capped, before taking any lock: a slow or hostile
    * file never holds up the system (caller.h). */
-  if (!(cfg = rp_caller_read_file (who, a->pos[0], RP_CALLER_FILE_MAX,
-                                   &cfglen, &rv, why))
-      || !(rec = rp_caller_read_file (who, a->pos[1], RP_CALLER_FILE_MAX,
-                                      &reclen, &rv, why)))
+  if (a->npos == 1) {
+    if ((rv = read_archive (who, a->pos[0], &cfg, &cfglen, &rec, &reclen,
+                            why)) != RV_OK)
+      goto out;
+  }
+  else if (!(cfg = rp_caller_read_file (who, a->pos[0], RP_CALLER_FILE_MAX,
+                                        &cfglen, &rv, why))
+           || !(rec = rp_caller_read_file (who, a->pos[1],
+                                           RP_CALLER_FILE_MAX, &reclen, &rv,
+                                           why)))
     goto out;
   rv = RV_INVALID_PARAMETER;
   pthread_mutex_lock (&sys->op_lock);

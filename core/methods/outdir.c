@@ -26,6 +26,8 @@ struct rp_outdir {
   char *tmp_name;               /* the hidden assembly directory */
   int tmpfd, disksfd;
   struct stat tmp_st;
+  bool file;                    /* an archive: tmp_name is a file */
+  char *side_name;              /* its hidden sidecar, while written */
 };
 
 /* The path the kernel has for an open directory. */
@@ -220,6 +222,7 @@ rp_outdir_free (struct rp_outdir *o)
   free (o->final_name);
   free (o->made_name);
   free (o->tmp_name);
+  free (o->side_name);
   free (o);
 }
 
@@ -239,6 +242,13 @@ rp_outdir_begin (struct rp_outdir *o, const char *tmp_name, char **why)
     AS_CALLER (&o->who, r, (o->tmpfd = openat (o->dirfd, tmp_name,
                                                O_RDONLY | O_DIRECTORY
                                                | O_NOFOLLOW | O_CLOEXEC)));
+  if (r == -ENOTDIR || r == -ELOOP || r == -ENOENT) {
+    /* Made a moment ago, and now gone or a symlink: someone else works
+     * in the directory. */
+    *why = rp_asprintf ("the assembly directory %s/%s was moved or replaced "
+                        "while it was being made", o->path, tmp_name);
+    return -1;
+  }
   if (r == 0 && fstat (o->tmpfd, &o->tmp_st) != 0)
     r = -errno;
   if (r == 0)
@@ -293,16 +303,24 @@ rp_outdir_write (struct rp_outdir *o, const char *rel, const void *buf,
   return r;
 }
 
-/* Is NAME in DIRFD still the directory ST describes? */
+/* Is NAME in DIRFD still the directory (or, with FILE, the regular file)
+ * ST describes? */
 static bool
-still (const struct rp_caller *who, int dirfd, const char *name,
-       const struct stat *st)
+still_as (const struct rp_caller *who, int dirfd, const char *name,
+          const struct stat *st, bool file)
 {
   struct stat now;
   int r;
   AS_CALLER (who, r, fstatat (dirfd, name, &now, AT_SYMLINK_NOFOLLOW));
-  return r == 0 && S_ISDIR (now.st_mode) && now.st_dev == st->st_dev
-    && now.st_ino == st->st_ino;
+  return r == 0 && (file ? S_ISREG (now.st_mode) : S_ISDIR (now.st_mode))
+    && now.st_dev == st->st_dev && now.st_ino == st->st_ino;
+}
+
+static bool
+still (const struct rp_caller *who, int dirfd, const char *name,
+       const struct stat *st)
+{
+  return still_as (who, dirfd, name, st, false);
 }
 
 int
@@ -341,8 +359,10 @@ rp_outdir_abort (struct rp_outdir *o)
 {
   int r;
   if (o->tmp_name && o->tmpfd >= 0
-      && still (&o->who, o->dirfd, o->tmp_name, &o->tmp_st))
+      && still_as (&o->who, o->dirfd, o->tmp_name, &o->tmp_st, o->file))
     AS_CALLER (&o->who, r, rp_rm_at (o->dirfd, o->tmp_name));
+  if (o->side_name)
+    AS_CALLER (&o->who, r, unlinkat (o->dirfd, o->side_name, 0));
   if (o->made_name && still (&o->who, o->parentfd, o->made_name, &o->st))
     AS_CALLER (&o->who, r, unlinkat (o->parentfd, o->made_name,
                                      AT_REMOVEDIR));  /* only if empty */
@@ -388,6 +408,8 @@ rp_outdir_marker (const struct rp_outdir *o)
 #undef ADD_NUM
   if (o->made_name)
     rp_kv_add (kv, "made", o->made_name);
+  if (o->file)
+    rp_kv_add (kv, "kind", "file");
   char *text = rp_kv_render (kv);
   rp_kv_free (kv);
   return text;
@@ -458,7 +480,8 @@ rp_outdir_cleanup (const char *text)
   if (r != 0)
     fprintf (stderr, "rpfs: %s is gone or another directory now; the "
              "unfinished export %s in it is not removed\n", path, name);
-  else if (still (&who, fd, name, &part)) {
+  else if (still_as (&who, fd, name, &part,
+                     !strcmp (rp_kv_get (kv, "kind") ?: "", "file"))) {
     fprintf (stderr, "rpfs: removing %s/%s, left by an export that did not "
              "finish\n", path, name);
     AS_CALLER (&who, r, rp_rm_at (fd, name));
@@ -476,4 +499,98 @@ rp_outdir_cleanup (const char *text)
       close (pfd);
   }
   rp_kv_free (kv);
+}
+
+/* ---- archive exports: one file and its sidecar ---- */
+
+int
+rp_outdir_begin_file (struct rp_outdir *o, const char *tmp_name, char **why)
+{
+  int r;
+  o->tmp_name = rp_strdup (tmp_name);
+  o->file = true;
+  AS_CALLER (&o->who, r, (o->tmpfd = openat (o->dirfd, tmp_name,
+                                             O_WRONLY | O_CREAT | O_EXCL
+                                             | O_NOFOLLOW | O_CLOEXEC,
+                                             0600)));
+  if (r == 0 && fstat (o->tmpfd, &o->tmp_st) != 0)
+    r = -errno;
+  if (r != 0) {
+    *why = rp_asprintf ("cannot create %s/%s: %s", o->path, tmp_name,
+                        strerror (-r));
+    return -1;
+  }
+  return o->tmpfd;
+}
+
+int
+rp_outdir_tmpfile (struct rp_outdir *o)
+{
+  int fd = -1, r;
+  AS_CALLER (&o->who, r, (fd = openat (o->dirfd, ".", O_TMPFILE | O_RDWR
+                                       | O_CLOEXEC, 0600)));
+  return r == 0 ? fd : r;
+}
+
+/* The sidecar TEXT under a hidden name, synced, renamed to FINAL.sha256. */
+static int
+put_sidecar (struct rp_outdir *o, const char *text, char **why)
+{
+  CLEANUP_FREE char *final = rp_asprintf ("%s.sha256", o->final_name);
+  int fd = -1, r;
+  o->side_name = rp_asprintf ("%s.sha256", o->tmp_name);
+  AS_CALLER (&o->who, r, (fd = openat (o->dirfd, o->side_name,
+                                       O_WRONLY | O_CREAT | O_EXCL
+                                       | O_NOFOLLOW | O_CLOEXEC, 0644)));
+  size_t len = strlen (text);
+  if (r == 0 && (write (fd, text, len) != (ssize_t) len || fsync (fd) != 0))
+    r = -errno;
+  if (fd >= 0)
+    close (fd);
+  if (r == 0)
+    AS_CALLER (&o->who, r, renameat2 (o->dirfd, o->side_name, o->dirfd,
+                                      final, RENAME_NOREPLACE));
+  if (r != 0) {
+    *why = rp_asprintf ("cannot write %s/%s: %s", o->path, final,
+                        strerror (-r));
+    return -1;
+  }
+  free (o->side_name);
+  o->side_name = NULL;
+  return 0;
+}
+
+int
+rp_outdir_commit_file (struct rp_outdir *o, const char *sidecar, char **why)
+{
+  int r;
+  AS_CALLER (&o->who, r, fchmod (o->tmpfd, 0644));
+  if (r == 0 && fsync (o->tmpfd) != 0)
+    r = -errno;
+  if (r != 0) {
+    *why = rp_asprintf ("%s while finishing %s/%s", strerror (-r), o->path,
+                        o->tmp_name);
+    return RV_FAILED;
+  }
+  if (!still_as (&o->who, o->dirfd, o->tmp_name, &o->tmp_st, true)) {
+    *why = rp_asprintf ("the archive %s/%s was moved or replaced during the "
+                        "export", o->path, o->tmp_name);
+    return RV_FAILED;
+  }
+  /* The sidecar first: whoever sees the archive appear finds it. */
+  if (put_sidecar (o, sidecar, why) != 0)
+    return RV_FAILED;
+  AS_CALLER (&o->who, r, renameat2 (o->dirfd, o->tmp_name, o->dirfd,
+                                    o->final_name, RENAME_NOREPLACE));
+  if (r != 0) {
+    *why = rp_asprintf ("cannot rename the finished archive to %s/%s: %s",
+                        o->path, o->final_name, strerror (-r));
+    CLEANUP_FREE char *side = rp_asprintf ("%s.sha256", o->final_name);
+    int r2;
+    AS_CALLER (&o->who, r2, unlinkat (o->dirfd, side, 0));
+    (void) r2;
+    return r == -EEXIST ? RV_INVALID_PARAMETER : RV_FAILED;
+  }
+  fsync (o->dirfd);
+  return RV_OK;
 }

@@ -58,6 +58,19 @@ int rp_outdir_commit (struct rp_outdir *o, char **why);
  * and it is empty). */
 void rp_outdir_abort (struct rp_outdir *o);
 
+/* Archive exports.  begin_file: create the hidden file TMP_NAME (0600, as
+ * the caller) that the archive is written to: its descriptor (owned by O),
+ * or -1 with *WHY.  tmpfile: an unnamed file in the directory, as the
+ * caller (a differential's staged image): a descriptor or -errno.
+ * commit_file: sync it, write SIDECAR as FINAL_NAME.sha256, then rename the
+ * archive to FINAL_NAME (never over an existing entry).  abort removes
+ * both. */
+int rp_outdir_begin_file (struct rp_outdir *o, const char *tmp_name,
+                          char **why);
+int rp_outdir_tmpfile (struct rp_outdir *o);
+int rp_outdir_commit_file (struct rp_outdir *o, const char *sidecar,
+                           char **why);
+
 /* Path of the file REL of the final export, e.g. for the record of the
  * reference point's exports (caller frees). */
 char *rp_outdir_final_path (const struct rp_outdir *o, const char *rel);

@@ -17,7 +17,7 @@
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
 #define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
   "guest-agent-timeout, consistency-fallback, vm-definition, description, " \
-  "export-rate-limit, export-nice, owner, group"
+  "export-rate-limit, export-nice, export-compression-level, owner, group"
 
 /* A byte range of the input. */
 struct span {
@@ -128,7 +128,7 @@ struct parser {
   struct rp_conf *c;
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
-  unsigned fallback_line, vmdef_line, rate_line, nice_line;
+  unsigned fallback_line, vmdef_line, rate_line, nice_line, level_line;
   unsigned owner_line, group_line;
   struct node_line *nodes;
   size_t nnodes;
@@ -391,6 +391,7 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
       && !span_is (word, "consistency-fallback")
       && !span_is (word, "export-rate-limit")
       && !span_is (word, "export-nice")
+      && !span_is (word, "export-compression-level")
       && !span_is (word, "owner") && !span_is (word, "group")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
@@ -428,6 +429,10 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
   if (span_is (word, "export-nice"))
     return parse_int (ps, lineno, "export-nice", &ps->nice_line, val, 0, 19,
                       "a nice value", &ps->c->export_nice);
+  if (span_is (word, "export-compression-level"))
+    return parse_int (ps, lineno, "export-compression-level", &ps->level_line,
+                      val, 1, 22, "a compression level",
+                      &ps->c->export_level);
   if (span_is (word, "consistency-fallback"))
     return parse_fallback (ps, lineno, val);
   if (span_is (word, "owner") || span_is (word, "group"))

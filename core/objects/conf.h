@@ -33,6 +33,9 @@ struct rp_conf {
   int export_nice;            /* "export-nice = N" (0..19, default 19): the
                                  nice value of an export's threads and of
                                  the processes they start */
+  int export_level;           /* "export-compression-level = N" (1..22;
+                                 0, the default: each format's own; capped
+                                 at 9 for gzip and xz) */
   uid_t owner;                /* "owner = USER" (name or uid, default 0) */
   gid_t group;                /* "group = GROUP" (name or gid, default 0):
                                  with root, the system's operators

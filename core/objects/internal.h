@@ -109,6 +109,8 @@ struct rp_refpoint {
   bool drop_setting;            /* ExportSettingData/KeepAssociatedData false */
   char *job_id;                 /* newest method call */
   char **exports;               /* "disk=/abs/path.qcow2" of the last export */
+  char *export_archive;         /* that export's archive file, if it was one */
+  int format;                   /* ExportSettingData/Format (archive.h) */
   struct rp_result *results;
 };
 
@@ -276,6 +278,12 @@ int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);
 
+/* copy.c: the full copy's plan of the NBD export EXPORT on SOCK: COPY ops
+ * (at most 2 MiB, sorted) for every range that does not read as zero, and
+ * the disk's *SIZE.  0, or an errno with *err. */
+struct rp_ops;
+int rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
+                  uint64_t *size, char **err);
 /* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
  * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
  * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "arc.h"
 #include "args.h"
 
 const char *const rp_refpoint_props[] = {
@@ -17,7 +18,8 @@ const char *const rp_refpoint_props[] = {
   NULL
 };
 const char *const rp_refpoint_settings[] = {
-  "BaseReferencePoint", "DisksToExport", "KeepAssociatedData", NULL
+  "BaseReferencePoint", "DisksToExport", "KeepAssociatedData", "Format",
+  NULL
 };
 const char *const rp_refpoint_methods[] = {
   "ExportReferencePoint", "RemoveAssociatedData", NULL
@@ -35,6 +37,7 @@ rp_refpoint_free (struct rp_refpoint *rp)
   free (rp->broken);
   free (rp->base_setting);
   rp_strv_free (rp->disks_setting);
+  free (rp->export_archive);
   free (rp->job_id);
   rp_strv_free (rp->exports);
   rp_results_free (rp->results);
@@ -83,8 +86,12 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
     rp_kv_add (kv, "DisksToExport", rp->disks_setting[i]);
   if (rp->drop_setting)
     rp_kv_add (kv, "KeepAssociatedData", "false");
+  if (rp->format != RP_FMT_QCOW2)
+    rp_kv_add (kv, "Format", rp_format_name (rp->format));
   for (size_t i = 0; rp->exports && rp->exports[i]; i++)
     rp_kv_add (kv, "export", rp->exports[i]);
+  if (rp->export_archive)
+    rp_kv_add (kv, "exportarchive", rp->export_archive);
   return kv;
 }
 
@@ -170,6 +177,10 @@ load_one (struct rp_system *sys, const char *name, char **err)
     rp->base_setting = rp_strdup (v);
   rp->drop_setting = !strcmp (rp_kv_get (kv, "KeepAssociatedData") ?: "",
                               "false");
+  if ((v = rp_kv_get (kv, "Format")) && rp_format_parse (v) > 0)
+    rp->format = rp_format_parse (v);
+  if ((v = rp_kv_get (kv, "exportarchive")))
+    rp->export_archive = rp_strdup (v);
   rp->disk_ids = rp_calloc (1, sizeof (char *));
   const char **all = rp_kv_all (kv, "disk");
   for (size_t i = 0; all && all[i]; i++)
@@ -354,6 +365,8 @@ rp_refpoint_setting (struct rp_refpoint *rp, const char *name)
     v = rp_strv_join (rp->disks_setting, "\n");
   else if (!strcmp (name, "KeepAssociatedData"))
     v = rp_strdup (rp->drop_setting ? "false\n" : "true\n");
+  else if (!strcmp (name, "Format"))
+    v = rp_asprintf ("%s\n", rp_format_name (rp->format));
   pthread_mutex_unlock (&rp->sys->core->lock);
   return v;
 }
@@ -427,6 +440,27 @@ set_keep (struct rp_refpoint *rp, const char *buf, size_t len)
   return rv;
 }
 
+/* Format: qcow2 (a directory) or an archive format. */
+static int
+set_format (struct rp_refpoint *rp, const char *buf, size_t len)
+{
+  char *why = NULL;
+  CLEANUP_FREE char *v = rp_args_value (buf, len, false, &why);
+  int fmt = v ? rp_format_parse (v) : -1;
+  int rv = RV_INVALID_PARAMETER;
+  if (fmt >= 0) {
+    pthread_mutex_lock (&rp->sys->core->lock);
+    rv = rp->destroyed ? RV_INVALID_STATE : RV_OK;
+    if (rv == RV_OK) {
+      rp->format = fmt;
+      rp_refpoint_save (rp);
+    }
+    pthread_mutex_unlock (&rp->sys->core->lock);
+  }
+  free (why);
+  return rv;
+}
+
 int
 rp_refpoint_set (struct rp_refpoint *rp, const char *name, const char *buf,
                  size_t len, const struct rp_caller *who)
@@ -435,6 +469,8 @@ rp_refpoint_set (struct rp_refpoint *rp, const char *name, const char *buf,
     return RV_ACCESS_DENIED;
   if (!strcmp (name, "KeepAssociatedData"))
     return set_keep (rp, buf, len);
+  if (!strcmp (name, "Format"))
+    return set_format (rp, buf, len);
   bool is_base = !strcmp (name, "BaseReferencePoint");
   if (!is_base && strcmp (name, "DisksToExport") != 0)
     return RV_NOT_SUPPORTED;
