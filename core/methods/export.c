@@ -23,12 +23,16 @@
 #include "ratelimit.h"
 #include "adapt.h"
 #include "outdir.h"
+#include "exportdig.h"
 
 
 struct export_work {
   struct rp_job *job;
   struct rp_refpoint *rp;
   struct rp_refpoint *base;     /* NULL: full export */
+  bool digest;                  /* base's bitmaps lost: compare digests */
+  struct rp_digests **tabs;     /* per disk: its digest table, or NULL */
+  char (*dig_hex)[65];          /* per disk: SHA-256 of DISK.digests, or "" */
   struct rp_outdir *od;         /* ExportDirectory, as the caller */
   char *tmp_name;               /* hidden assembly directory in it */
   char meta_hex[2][65];         /* SHA-256 of config, referencepoint */
@@ -128,16 +132,9 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
                         : "it was removed, or lost when QEMU restarted");
     rv = RV_INVALID_STATE;
   }
-  for (size_t k = 0; rv == RV_OK && base && k < sys->nrps; k++) {
-    struct rp_refpoint *x = sys->rps[k];
-    if (x->seq >= base->seq && x->seq < rp->seq && x->broken) {
-      *why = x == base
-        ? rp_asprintf ("base '%s' cannot be used: %s", base->name, x->broken)
-        : rp_asprintf ("base '%s' cannot be used: the tracking of '%s' in "
-                       "between was lost: %s", base->name, x->name, x->broken);
-      rv = RV_INVALID_STATE;
-    }
-  }
+  bool digest = false;
+  if (rv == RV_OK && base)
+    rv = rp_export_base_mode (rp, base, disks, &digest, why);
   if (rv == RV_OK && rp->destroyed) {
     *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
     rv = RV_INVALID_STATE;
@@ -173,11 +170,14 @@ rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
     w->job = job;
     w->rp = rp;
     w->base = base;
+    w->digest = digest;
     w->tmp_name = rp_asprintf (".%s.%s.part", sys->name, job->id);
     w->drop = keep_arg ? !keep : rp->drop_setting;
     for (size_t i = 0; disks[i]; i++)
       w->disks = rp_strv_push (w->disks, disks[i]);
     w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
+    w->tabs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->tabs);
+    w->dig_hex = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->dig_hex);
     disks = NULL;
     rp_rate_init (&w->rate, sys->conf->export_rate);
   }
@@ -224,6 +224,10 @@ work_free (struct export_work *w)
   pthread_mutex_unlock (&core->lock);
   seals_abort (w);              /* before the job: seals read its cancel */
   free (w->seals);
+  for (size_t i = 0; w->disks && w->disks[i]; i++)
+    rp_digests_free (w->tabs[i]);
+  free (w->tabs);
+  free (w->dig_hex);
   rp_refpoint_put (w->rp);
   rp_refpoint_put (w->base);
   rp_job_put (w->job);
@@ -360,7 +364,8 @@ cleanup_diff (struct export_work *w, int di, const char *xname,
  * through the caller's directories. */
 static int
 write_image (struct export_work *w, int di, int fd, const char *name,
-             const char *bitmap, const char *ename, char **why)
+             const char *bitmap, const char *ename, struct rp_bh *bh,
+             char **why)
 {
   struct rp_system *sys = w->rp->sys;
   const char *disk = sys->disks[di].id;
@@ -388,7 +393,7 @@ write_image (struct export_work *w, int di, int fd, const char *name,
   char *e = NULL;
   int rv = RV_OK;
   int r = rp_copy_disk (sys->nbd_path, ename, bitmap, target, name, run,
-                        &w->job->cancel, &w->rate, progress, w, NULL, &e);
+                        &w->job->cancel, &w->rate, progress, w, bh, NULL, &e);
   if (r == ECANCELED)
     rv = -1;
   else if (r) {
@@ -423,7 +428,7 @@ export_disk (struct export_work *w, const char *disk, char **why)
     *why = rp_asprintf ("disk %s is no longer in the definition", disk);
     return RV_INVALID_PARAMETER;
   }
-  bool diff = w->base != NULL;
+  bool diff = w->base != NULL && !w->digest;   /* by bitmap */
   snprintf (xname, sizeof xname, "rpfs-x%s-%d", w->job->id, di);
   if (diff)
     snprintf (ename, sizeof ename, "job.%s.%d", w->job->id, di);
@@ -446,6 +451,13 @@ export_disk (struct export_work *w, const char *disk, char **why)
   pthread_mutex_unlock (&sys->op_lock);
   if (rv != RV_OK)
     return rv;
+  struct rp_bh *bh = rp_export_bh (w->base, w->digest, disk,
+                                   sys->disks[di].size, &rv, why);
+  if (rv != RV_OK)
+    return rv;
+  if (w->digest)
+    rp_job_set_activity (w->job, rp_asprintf ("comparing digests with base "
+                                              "'%s'", w->base->name));
 
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
   int fd = rp_outdir_create (w->od, name, 0644);
@@ -454,9 +466,14 @@ export_disk (struct export_work *w, const char *disk, char **why)
     rv = RV_FAILED;
   }
   else {
-    rv = write_image (w, di, fd, name, diff ? xname : NULL, ename, why);
+    rv = write_image (w, di, fd, name, diff ? xname : NULL, ename, bh, why);
     close (fd);
   }
+  if (rv == RV_OK && bh)
+    rv = rp_export_bh_done (w->od, disk, bh, &w->tabs[w->cur],
+                            w->dig_hex[w->cur], why);
+  else
+    rp_bh_end (bh, false);
   if (diff) {
     pthread_mutex_lock (&sys->op_lock);
     cleanup_diff (w, di, xname, ename);
@@ -499,6 +516,7 @@ write_meta (struct export_work *w, char **why)
   pthread_mutex_unlock (&rp->sys->core->lock);
   rp_kv_add (kv, "ExportType", w->base ? "differential" : "full");
   if (w->base) {
+    rp_kv_add (kv, "DifferentialBy", w->digest ? "digests" : "bitmaps");
     rp_kv_add (kv, "BaseReferencePoint", w->base->name);
     rp_kv_add (kv, "BaseInstanceID", w->base->instance_id);
   }
@@ -535,6 +553,12 @@ write_sums (struct export_work *w, char **why)
       char *n = rp_asprintf ("%s%s  %s\n", sums, hex, name);
       free (sums);
       sums = n;
+      if (w->dig_hex[i][0]) {   /* the disk's digest table */
+        n = rp_asprintf ("%s%s  disks/%s.digests\n", sums, w->dig_hex[i],
+                         w->disks[i]);
+        free (sums);
+        sums = n;
+      }
       if (atomic_load (&w->job->cancel))
         rv = -1;
     }
@@ -690,6 +714,7 @@ export_thread (void *opaque)
     pthread_mutex_lock (&core->lock);
     record_exports (w);
     pthread_mutex_unlock (&core->lock);
+    rp_export_tables_save (w->rp, w->disks, w->tabs);
     if (w->drop)
       drop_data (w);
   }

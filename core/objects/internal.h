@@ -92,6 +92,8 @@ struct rp_refpoint {
   bool has_data;                /* fleecing attached in QEMU now */
   unsigned layers;              /* scratch layers per disk (tracking.c) */
   char *broken;                 /* why tracking cannot serve as a base */
+  time_t broken_at;             /* when rpfs found it so (0: unknown) */
+  char *dig_bad;                /* why its digest tables cannot serve */
   bool destroyed;
   int busy;                     /* running jobs and open disk files */
   bool exporting;
@@ -125,6 +127,7 @@ struct rp_job {
   int rv;                       /* the method's ReturnValue */
   int error_code;
   char *error_desc;
+  char *activity;               /* what a running job does, for status */
   bool cancellable;
   atomic_bool cancel;
   time_t submitted, started, changed;
@@ -256,6 +259,7 @@ int rp_fleece_exports (struct rp_refpoint *rp, char **err);
 void rp_fleece_abort (struct rp_refpoint *rp);
 void rp_fleece_detach (struct rp_refpoint *rp);
 void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
+void rp_job_set_activity (struct rp_job *job, char *what);  /* takes WHAT */
 
 /* job.c */
 /* A job of SYS submitted by WHO; +1 ref. */
@@ -304,14 +308,16 @@ int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
 /* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
  * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
  * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.
- * PROGRESS(opaque, done, total) may be called from worker threads.  Returns
+ * PROGRESS(opaque, done, total) may be called from worker threads.  BH: the
+ * disk's digest table being computed (blockhash.h), or NULL.  Returns
  * 0, or an errno with *err. */
 struct rp_rate;
+struct rp_bh;
 typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct rp_copy_stats { uint64_t copied, zeroed, total; };
 int rp_copy_disk (const char *src_sock, const char *src_export,
                   const char *bitmap, const char *dst_path,
                   const char *dst_name, const char *run_dir, atomic_bool *cancel,
                   struct rp_rate *rate, rp_progress_fn progress, void *opaque,
-                  struct rp_copy_stats *stats, char **err);
+                  struct rp_bh *bh, struct rp_copy_stats *stats, char **err);
 #endif

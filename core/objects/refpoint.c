@@ -9,6 +9,7 @@
 
 #include "internal.h"
 #include "args.h"
+#include "digests.h"
 
 const char *const rp_refpoint_props[] = {
   "InstanceID", "ElementName", "ReferencePointType", "ConsistencyLevel",
@@ -33,6 +34,7 @@ rp_refpoint_free (struct rp_refpoint *rp)
   rp_strv_free (rp->qemu_nodes);
   free (rp->dir);
   free (rp->broken);
+  free (rp->dig_bad);
   free (rp->base_setting);
   rp_strv_free (rp->disks_setting);
   free (rp->job_id);
@@ -77,6 +79,10 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
   }
   if (rp->broken)
     rp_kv_add (kv, "Broken", rp->broken);
+  if (rp->broken && rp->broken_at) {
+    rp_time_iso (rp->broken_at, t);
+    rp_kv_add (kv, "BrokenAt", t);
+  }
   if (rp->base_setting && *rp->base_setting)
     rp_kv_add (kv, "BaseReferencePoint", rp->base_setting);
   for (size_t i = 0; rp->disks_setting && rp->disks_setting[i]; i++)
@@ -109,6 +115,7 @@ rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why)
   pthread_mutex_lock (&rp->sys->core->lock);
   if (!rp->broken) {
     rp->broken = rp_strdup (why);
+    rp->broken_at = time (NULL);
     rp_refpoint_save (rp);
   }
   pthread_mutex_unlock (&rp->sys->core->lock);
@@ -166,6 +173,8 @@ load_one (struct rp_system *sys, const char *name, char **err)
     rp->has_data = false;
   if ((v = rp_kv_get (kv, "Broken")))
     rp->broken = rp_strdup (v);
+  if ((v = rp_kv_get (kv, "BrokenAt")) && rp_time_parse (v, &rp->broken_at))
+    rp->broken_at = 0;
   if ((v = rp_kv_get (kv, "BaseReferencePoint")))
     rp->base_setting = rp_strdup (v);
   rp->drop_setting = !strcmp (rp_kv_get (kv, "KeepAssociatedData") ?: "",
@@ -328,8 +337,7 @@ render_locked (struct rp_refpoint *rp, const char *name)
     return rp_asprintf ("%s\n", t);
   }
   if (!strcmp (name, "ChangeTracking"))
-    return rp->broken ? rp_asprintf ("lost: %s\n", rp->broken)
-                      : rp_strdup ("intact\n");
+    return rp_digests_tracking (rp);
   return NULL;
 }
 
