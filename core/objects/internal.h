@@ -108,6 +108,7 @@ struct rp_refpoint {
 enum rp_job_type {
   JOB_CREATE = 201, JOB_DESTROY = 202, JOB_EXPORT = 203,
   JOB_REMOVE_DATA = 204, JOB_IMPORT = 209,
+  JOB_VERIFY = 210,             /* VerifyExport (rpfs's own) */
 };
 enum rp_job_state {
   JS_NEW = 2, JS_STARTING = 3, JS_RUNNING = 4, JS_COMPLETED = 7,
@@ -302,6 +303,11 @@ void rp_seal_abort (struct rp_seal *s);
 void rp_export_cleanup (struct rp_core *core);
 /* JOB NULL: run every check, start nothing (RV_OK if it would start). */
 int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
+                     const struct rp_caller *who, struct rp_job *job,
+                     char **desc);
+
+/* verify.c: VerifyExport.  JOB NULL: only check (RV_OK if it would start). */
+int rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);
 

@@ -21,7 +21,7 @@ const char *const rp_refpoint_settings[] = {
   "BaseReferencePoint", "DisksToExport", "KeepAssociatedData", NULL
 };
 const char *const rp_refpoint_methods[] = {
-  "ExportReferencePoint", "RemoveAssociatedData", NULL
+  "ExportReferencePoint", "RemoveAssociatedData", "VerifyExport", NULL
 };
 
 void
