@@ -64,7 +64,7 @@ assert_eq "$(cd "$X" && find . -mindepth 1 | sort | tr '\n' ' ')" \
 step "sha256sum -c SHA256SUMS verifies every file"
 (cd "$X" && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c failed"
 assert_eq "$(awk '{ print $2 }' "$X/SHA256SUMS" | sed 's/^\*//' | sort | tr '\n' ' ')" \
-  "config disks/sda.qcow2 disks/sdb.qcow2 referencepoint " "files listed in SHA256SUMS"
+  "config disks/sda.digests disks/sda.qcow2 disks/sdb.digests disks/sdb.qcow2 referencepoint " "files listed in SHA256SUMS"
 
 step "config is the definition at rp1; referencepoint names rp1"
 for d in sda sdb; do

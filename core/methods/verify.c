@@ -37,7 +37,7 @@ struct verify_work {
 static void
 work_free (struct verify_work *w)
 {
-  for (size_t i = 0; w->disks && w->disks[i]; i++) {
+  for (size_t i = 0; w->tabs && w->disks[i]; i++) {   /* prepare ran */
     rp_digests_free (w->tabs[i]);
     free (w->specs[i]);
   }
