@@ -77,16 +77,6 @@ rp_digests_new (uint64_t size)
   return t;
 }
 
-struct rp_digests *
-rp_digests_dup (const struct rp_digests *t)
-{
-  struct rp_digests *n = rp_calloc (1, sizeof *n);
-  *n = *t;
-  n->v = rp_calloc (t->count ? t->count : 1, RP_BH_LEN);
-  memcpy (n->v, t->v, t->count * RP_BH_LEN);
-  return n;
-}
-
 void
 rp_digests_free (struct rp_digests *t)
 {
@@ -106,8 +96,13 @@ rp_bh_new (enum rp_bh_mode mode, uint64_t size, struct rp_digests *base)
   }
   struct rp_bh *bh = rp_calloc (1, sizeof *bh);
   bh->mode = mode;
+  if (mode == RP_BH_DIFF) {     /* the base is the starting point */
+    bh->tab = base;
+    base = NULL;
+  }
+  else
+    bh->tab = rp_digests_new (size);
   bh->base = base;
-  bh->tab = mode == RP_BH_DIFF ? rp_digests_dup (base) : rp_digests_new (size);
   atomic_init (&bh->skipped, 0);
   return bh;
 }

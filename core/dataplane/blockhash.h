@@ -32,7 +32,6 @@ struct rp_digests {
 /* A table for a disk of SIZE bytes, every entry the hash of zeros (the
  * content of a block nothing was written to).  Aborts on OOM. */
 struct rp_digests *rp_digests_new (uint64_t size);
-struct rp_digests *rp_digests_dup (const struct rp_digests *t);
 void rp_digests_free (struct rp_digests *t);
 /* Hash of the LEN bytes at BUF into OUT (RP_BH_LEN bytes). */
 void rp_bh_hash (const void *buf, size_t len, unsigned char *out);
@@ -60,7 +59,8 @@ enum rp_bh_mode {
 struct rp_bh {
   enum rp_bh_mode mode;
   struct rp_digests *tab;        /* result: the table at the reference point */
-  struct rp_digests *base;       /* RP_BH_DIGEST: the base's table */
+  struct rp_digests *base;       /* RP_BH_DIGEST: the base's table (DIFF:
+                                    it became TAB) */
   atomic_uint_fast64_t skipped;  /* RP_BH_DIGEST: bytes found unchanged */
 };
 
