@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "digests.h"
@@ -46,6 +47,9 @@ rp_export_bh (struct rp_refpoint *base, bool digest, const char *disk,
   if (!base)
     return rp_bh_new (RP_BH_FULL, size, NULL);
   char *e = NULL;
+  CLEANUP_FREE char *path = rp_digests_path (base, disk);
+  struct stat st;
+  bool missing = stat (path, &st) != 0;   /* a base exported before tables */
   struct rp_digests *t = rp_digests_load (base, disk, &e);
   struct rp_bh *bh = t ? rp_bh_new (digest ? RP_BH_DIGEST : RP_BH_DIFF,
                                     size, t) : NULL;
@@ -60,9 +64,9 @@ rp_export_bh (struct rp_refpoint *base, bool digest, const char *disk,
       base->dig_bad = rp_strdup (e);
     pthread_mutex_unlock (&base->sys->core->lock);
   }
-  else if (!bh && t)            /* no table: say so, export on */
-    fprintf (stderr, "rpfs: %s: no digest table for this export of disk "
-             "%s: %s\n", base->sys->name, disk, e);
+  else if (!bh && !missing)     /* a table that does not serve: say so */
+    fprintf (stderr, "rpfs: %s: this export of disk %s makes no digest "
+             "table: %s\n", base->sys->name, disk, e);
   free (e);
   return bh;
 }
