@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export LC_ALL=C
 
-BENCHES=(export-full export-empty cp-sparse vm-guest) # export-full includes export-diff
+BENCHES=(export-full export-empty cp-sparse export-after-crash vm-guest) # export-full includes export-diff
 OUT=$(mktemp "${TMPDIR:-/tmp}/rpfs-bench-run.XXXX")
 trap 'rm -f "$OUT"' EXIT
 

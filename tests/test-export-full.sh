@@ -54,17 +54,17 @@ done
 read_result "$RP/ExportReferencePoint"
 assert_eq "$RV" 4096 "result line of ExportReferencePoint"
 
-step "layout: only DIR/vm1 with config, referencepoint, disks/*.qcow2, SHA256SUMS"
+step "layout: only DIR/vm1 with config, referencepoint, disks/*.qcow2, disks/*.digests, SHA256SUMS"
 assert_eq "$(ls -A "$E")" vm1 "content of the export directory"
 X=$E/vm1
 assert_eq "$(cd "$X" && find . -mindepth 1 | sort | tr '\n' ' ')" \
-  "./SHA256SUMS ./config ./disks ./disks/sda.qcow2 ./disks/sdb.qcow2 ./referencepoint " \
+  "./SHA256SUMS ./config ./disks ./disks/sda.digests ./disks/sda.qcow2 ./disks/sdb.digests ./disks/sdb.qcow2 ./referencepoint " \
   "files of the export"
 
 step "sha256sum -c SHA256SUMS verifies every file"
 (cd "$X" && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c failed"
 assert_eq "$(awk '{ print $2 }' "$X/SHA256SUMS" | sed 's/^\*//' | sort | tr '\n' ' ')" \
-  "config disks/sda.qcow2 disks/sdb.qcow2 referencepoint " "files listed in SHA256SUMS"
+  "config disks/sda.digests disks/sda.qcow2 disks/sdb.digests disks/sdb.qcow2 referencepoint " "files listed in SHA256SUMS"
 
 step "config is the definition at rp1; referencepoint names rp1"
 for d in sda sdb; do

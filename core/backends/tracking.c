@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "qemu.h"
+#include "digests.h"
 #include "proc.h"
 
 /* A reference point's point-in-time data on disk i is a chain of scratch
@@ -433,6 +434,7 @@ rp_qemu_check_tracking (struct rp_system *sys, bool adopt_running)
   for (size_t k = 0; k < nrps; k++)
     rp_refpoint_put (rps[k]);
   free (rps);
+  rp_digests_check_system (sys);      /* tables of the lost ones */
 
   /* Inconsistent bitmaps of ours, and the guard, are of no further use. */
   for (size_t i = 0; i < sys->ndisks; i++)

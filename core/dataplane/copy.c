@@ -28,6 +28,7 @@
 #include "extent.h"
 #include "proc.h"
 #include "ratelimit.h"
+#include "blockhash.h"
 
 #define WORKERS 4
 #define OP_MAX (2u << 20)          /* bytes per request */
@@ -41,6 +42,7 @@ struct copy_ctx {
   atomic_uint_fast64_t done;
   atomic_bool *cancel;
   struct rp_rate *rate;         /* NULL: no cap */
+  struct rp_bh *bh;             /* NULL: no digest table (blockhash.h) */
   rp_progress_fn progress;
   void *opaque;
   pthread_mutex_t lock;
@@ -171,6 +173,18 @@ all_zero (const char *buf, size_t len)
   return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
 }
 
+/* The digest table's hook: hashes the op and writes what its mode wants. */
+static int
+bh_apply (struct copy_ctx *c, struct nbd_handle *dst, const char *buf,
+          const struct rp_op *op)
+{
+  uint64_t copied = 0, zeroed = 0;
+  int r = rp_bh_apply (c->bh, dst, buf, op->off, op->len, &copied, &zeroed);
+  atomic_fetch_add (&c->copied, copied);
+  atomic_fetch_add (&c->zeroed, zeroed);
+  return r;
+}
+
 static void *
 worker (void *opaque)
 {
@@ -210,7 +224,9 @@ worker (void *opaque)
         break;
       }
       int r;
-      if (all_zero (buf, op->len)) {
+      if (c->bh)
+        r = bh_apply (c, dst, buf, op);
+      else if (all_zero (buf, op->len)) {
         /* Data that reads as zero: nothing to store in a full export; a
          * differential one must still shadow its backing file. */
         r = c->full ? 0 : nbd_zero (dst, op->len, op->off, 0);
@@ -224,9 +240,10 @@ worker (void *opaque)
         goto write_error;
     }
     else {
-      if (nbd_zero (dst, op->len, op->off, 0) == -1)
+      if (c->bh ? bh_apply (c, dst, NULL, op) == -1
+          : nbd_zero (dst, op->len, op->off, 0) == -1)
         goto write_error;
-      atomic_fetch_add (&c->zeroed, op->len);
+      atomic_fetch_add (&c->zeroed, c->bh ? 0 : op->len);
     }
     uint64_t done = atomic_fetch_add (&c->done, op->len) + op->len;
     if (c->progress)
@@ -314,11 +331,12 @@ int
 rp_copy_disk (const char *src_sock, const char *src_export,
               const char *bitmap, const char *dst_path, const char *dst_name,
               const char *run_dir, atomic_bool *cancel, struct rp_rate *rate,
-              rp_progress_fn progress, void *opaque,
+              rp_progress_fn progress, void *opaque, struct rp_bh *bh,
               struct rp_copy_stats *stats, char **err)
 {
   struct copy_ctx c = {
     .src_sock = src_sock, .src_export = src_export, .full = bitmap == NULL,
+    .bh = bh,
     .cancel = cancel, .rate = rate, .progress = progress, .opaque = opaque,
     .dst_name = dst_name,
   };
@@ -347,6 +365,8 @@ rp_copy_disk (const char *src_sock, const char *src_export,
   nbd_close (h);
   if (r)
     goto out;
+  if (bh)                       /* whole blocks, so each can be hashed */
+    rp_bh_align (bh, &c.ops, (uint64_t) size, OP_MAX);
   if (stats)
     stats->total = c.ops.copy_bytes + c.ops.zero_bytes;
 

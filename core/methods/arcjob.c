@@ -355,7 +355,7 @@ overlay_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
                         w->od ? rp_outdir_path (w->od) : run, strerror (e));
     return RV_FAILED;
   }
-  int rv = rp_export_image (w, di, fd, rel, ep, why);
+  int rv = rp_export_image (w, di, fd, rel, ep, NULL, why);
   if (rv == RV_OK)
     rv = add_file (w, fd, rel, why);
   close (fd);

@@ -222,6 +222,8 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
     job = rp_job_new (sys, JOB_EXPORT, who);
   else if (!strcmp (method, "RemoveAssociatedData"))
     job = rp_job_new (sys, JOB_REMOVE_DATA, who);
+  else if (!strcmp (method, "VerifyExport"))
+    job = rp_job_new (sys, JOB_VERIFY, who);
   else
     return RV_NOT_SUPPORTED;
 
@@ -231,8 +233,10 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
   rp->job_id = rp_strdup (job->id);
   pthread_mutex_unlock (&sys->core->lock);
 
-  if (job->type == JOB_EXPORT) {
-    rv = rp_export_start (rp, buf, len, who, job, &why);
+  if (job->type == JOB_EXPORT || job->type == JOB_VERIFY) {
+    rv = job->type == JOB_EXPORT
+      ? rp_export_start (rp, buf, len, who, job, &why)
+      : rp_verify_start (rp, buf, len, who, job, &why);
     if (rv == RV_JOB_STARTED)
       job->rv = rv;             /* the job thread finishes it */
     else
@@ -328,6 +332,8 @@ rp_refpoint_check (struct rp_refpoint *rp, const char *method,
     return RV_ACCESS_DENIED;
   if (!strcmp (method, "ExportReferencePoint"))
     return rp_export_start (rp, buf, len, who, NULL, &why);
+  if (!strcmp (method, "VerifyExport"))
+    return rp_verify_start (rp, buf, len, who, NULL, &why);
   if (!strcmp (method, "RemoveAssociatedData")) {
     pthread_mutex_lock (&rp->sys->core->lock);
     int rv = !rp->has_data ? RV_INVALID_STATE

@@ -23,6 +23,7 @@
 #include "ratelimit.h"
 #include "adapt.h"
 #include "outdir.h"
+#include "exportdig.h"
 #include "export.h"
 #include "arc.h"
 
@@ -82,9 +83,10 @@ parse_request (struct rp_args *a, struct export_req *q, char **why)
  * NULL when it is. */
 static int
 check_state (struct rp_refpoint *rp, struct rp_refpoint *base,
-             const char *qemu_err, char **why)
+             char *const *disks, const char *qemu_err, bool *digest,
+             char **why)
 {
-  struct rp_system *sys = rp->sys;
+  int rv;
   if (!rp->has_data) {
     *why = rp_asprintf ("reference point '%s' has no associated data (%s)",
                         rp->name, rp->type == 2
@@ -92,16 +94,10 @@ check_state (struct rp_refpoint *rp, struct rp_refpoint *base,
                         : "it was removed, or lost when QEMU restarted");
     return RV_INVALID_STATE;
   }
-  for (size_t k = 0; base && k < sys->nrps; k++) {
-    struct rp_refpoint *x = sys->rps[k];
-    if (x->seq >= base->seq && x->seq < rp->seq && x->broken) {
-      *why = x == base
-        ? rp_asprintf ("base '%s' cannot be used: %s", base->name, x->broken)
-        : rp_asprintf ("base '%s' cannot be used: the tracking of '%s' in "
-                       "between was lost: %s", base->name, x->name, x->broken);
-      return RV_INVALID_STATE;
-    }
-  }
+  /* Bitmaps intact, or lost but the base has digest tables (exportdig.h). */
+  if (base && (rv = rp_export_base_mode (rp, base, disks, digest,
+                                         why)) != RV_OK)
+    return rv;
   if (rp->destroyed) {
     *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
     return RV_INVALID_STATE;
@@ -120,7 +116,7 @@ check_state (struct rp_refpoint *rp, struct rp_refpoint *base,
 
 /* Claim RP (and BASE) for JOB and make its work.  core->lock held. */
 static struct export_work *
-claim (struct rp_refpoint *rp, struct rp_refpoint *base,
+claim (struct rp_refpoint *rp, struct rp_refpoint *base, bool digest,
        const struct export_req *q, struct rp_job *job, char **disks)
 {
   struct rp_system *sys = rp->sys;
@@ -140,6 +136,7 @@ claim (struct rp_refpoint *rp, struct rp_refpoint *base,
   w->job = job;
   w->rp = rp;
   w->base = base;
+  w->digest = digest;
   w->format = q->format;
   w->tmp_name = q->format == RP_FMT_QCOW2
     ? rp_asprintf (".%s.%s.part", sys->name, job->id)
@@ -149,6 +146,8 @@ claim (struct rp_refpoint *rp, struct rp_refpoint *base,
   for (size_t i = 0; disks[i]; i++)
     w->disks = rp_strv_push (w->disks, disks[i]);
   w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
+  w->tabs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->tabs);
+  w->dig_hex = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->dig_hex);
   rp_rate_init (&w->rate, sys->conf->export_rate);
   return w;
 }
@@ -190,10 +189,18 @@ admit (struct rp_refpoint *rp, const struct export_req *q, struct rp_job *job,
   }
   char *e = NULL;
   bool qemu_ok = rp_backend_ensure (sys, &e) == 0;
+  bool digest = false;
   pthread_mutex_lock (&sys->core->lock);
-  rv = check_state (rp, base, qemu_ok ? NULL : e ? e : "unknown", why);
+  rv = check_state (rp, base, disks, qemu_ok ? NULL : e ? e : "unknown",
+                    &digest, why);
+  if (rv == RV_OK && digest && q->format != RP_FMT_QCOW2) {
+    *why = rp_asprintf ("the change tracking since base '%s' was lost: a "
+                        "differential by digest tables is made only as a "
+                        "directory export (Format=qcow2)", base->name);
+    rv = RV_INVALID_STATE;
+  }
   if (rv == RV_OK && job) {
-    *out = claim (rp, base, q, job, disks);
+    *out = claim (rp, base, digest, q, job, disks);
     disks = NULL;
   }
   pthread_mutex_unlock (&sys->core->lock);
@@ -298,6 +305,10 @@ work_free (struct export_work *w)
   pthread_mutex_unlock (&core->lock);
   seals_abort (w);              /* before the job: seals read its cancel */
   free (w->seals);
+  for (size_t i = 0; w->tabs && w->disks && w->disks[i]; i++)
+    rp_digests_free (w->tabs[i]);
+  free (w->tabs);
+  free (w->dig_hex);
   rp_refpoint_put (w->rp);
   rp_refpoint_put (w->base);
   rp_job_put (w->job);
@@ -368,7 +379,7 @@ backing_of (struct export_work *w, const char *disk, const char **fmt)
  * through the caller's directories. */
 int
 rp_export_image (struct export_work *w, int di, int fd, const char *name,
-                 const struct rp_endpoint *ep, char **why)
+                 const struct rp_endpoint *ep, struct rp_bh *bh, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   const char *disk = sys->disks[di].id;
@@ -398,7 +409,7 @@ rp_export_image (struct export_work *w, int di, int fd, const char *name,
   int rv = RV_OK;
   int r = rp_copy_disk (ep->sock, ep->name, ep->bitmap, target, name, run,
                         &w->job->cancel, &w->rate, rp_export_progress, w,
-                        NULL, &e);
+                        bh, NULL, &e);
   if (r == ECANCELED)
     rv = -1;
   else if (r) {
@@ -417,9 +428,9 @@ rp_export_image (struct export_work *w, int di, int fd, const char *name,
  * disk copies. */
 static int
 write_image (struct export_work *w, int di, int fd, const char *name,
-             const struct rp_endpoint *ep, char **why)
+             const struct rp_endpoint *ep, struct rp_bh *bh, char **why)
 {
-  int rv = rp_export_image (w, di, fd, name, ep, why);
+  int rv = rp_export_image (w, di, fd, name, ep, bh, why);
   char *e = NULL;
   if (rv == RV_OK) {
     /* Hash and flush this image while the next disk copies. */
@@ -430,6 +441,36 @@ write_image (struct export_work *w, int di, int fd, const char *name,
     }
     free (e);
   }
+  return rv;
+}
+
+/* Copy disk DI from EP into W's archive or into disks/DISK.qcow2, with its
+ * digest table when BH (which this frees). */
+static int
+copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
+           struct rp_bh *bh, char **why)
+{
+  const char *disk = w->rp->sys->disks[di].id;
+  int rv;
+  if (w->digest)
+    rp_job_set_activity (w->job, rp_asprintf ("comparing digests with base "
+                                              "'%s'", w->base->name));
+  if (w->format != RP_FMT_QCOW2)
+    return rp_arcjob_disk (w, di, ep, why);
+  CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
+  int fd = rp_outdir_create (w->od, name, 0644);
+  if (fd < 0) {
+    *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
+    rv = RV_FAILED;
+  }
+  else {
+    rv = write_image (w, di, fd, name, ep, bh, why);
+    close (fd);
+  }
+  if (rv == RV_OK && bh)
+    return rp_export_bh_done (w->od, disk, bh, &w->tabs[w->cur],
+                              w->dig_hex[w->cur], why);
+  rp_bh_end (bh, false);
   return rv;
 }
 
@@ -444,7 +485,7 @@ rp_export_disk (struct export_work *w, const char *disk, char **why)
     *why = rp_asprintf ("disk %s is no longer in the definition", disk);
     return RV_INVALID_PARAMETER;
   }
-  bool diff = w->base != NULL;
+  bool diff = w->base != NULL && !w->digest;   /* by bitmap */
 
   pthread_mutex_lock (&sys->op_lock);
   if (!rp_backend_alive (sys)) {
@@ -466,19 +507,13 @@ rp_export_disk (struct export_work *w, const char *disk, char **why)
   pthread_mutex_unlock (&sys->op_lock);
   if (rv != RV_OK)
     return rv;
-
-  CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
-  int fd = -1;
-  if (w->format != RP_FMT_QCOW2)
-    rv = rp_arcjob_disk (w, di, &ep, why);
-  else if ((fd = rp_outdir_create (w->od, name, 0644)) < 0) {
-    *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
-    rv = RV_FAILED;
-  }
-  else {
-    rv = write_image (w, di, fd, name, &ep, why);
-    close (fd);
-  }
+  /* Digest tables: for directory exports (exportdig.h). */
+  struct rp_bh *bh = w->format != RP_FMT_QCOW2 ? NULL
+    : rp_export_bh (w->base, w->digest, disk, sys->disks[di].size, &rv, why);
+  if (rv == RV_OK)
+    rv = copy_disk (w, di, &ep, bh, why);
+  else
+    rp_bh_end (bh, false);
   if (diff) {
     pthread_mutex_lock (&sys->op_lock);
     rp_backend_changes_close (sys, (size_t) di, &ep);
@@ -522,6 +557,7 @@ rp_export_record_text (struct export_work *w)
   pthread_mutex_unlock (&rp->sys->core->lock);
   rp_kv_add (kv, "ExportType", w->base ? "differential" : "full");
   if (w->base) {
+    rp_kv_add (kv, "DifferentialBy", w->digest ? "digests" : "bitmaps");
     rp_kv_add (kv, "BaseReferencePoint", w->base->name);
     rp_kv_add (kv, "BaseInstanceID", w->base->instance_id);
   }
@@ -572,6 +608,12 @@ write_sums (struct export_work *w, char **why)
       char *n = rp_asprintf ("%s%s  %s\n", sums, hex, name);
       free (sums);
       sums = n;
+      if (w->dig_hex[i][0]) {   /* the disk's digest table */
+        n = rp_asprintf ("%s%s  disks/%s.digests\n", sums, w->dig_hex[i],
+                         w->disks[i]);
+        free (sums);
+        sums = n;
+      }
       if (atomic_load (&w->job->cancel))
         rv = -1;
     }
@@ -749,6 +791,7 @@ rp_export_done (struct export_work *w, int rv, const char *why)
     pthread_mutex_lock (&core->lock);
     record_exports (w);
     pthread_mutex_unlock (&core->lock);
+    rp_export_tables_save (w->rp, w->disks, w->tabs);
   }
   if (rv == RV_OK && w->drop)
     drop_data (w);

@@ -10,11 +10,15 @@
 struct rp_outdir;
 struct rp_stream;
 struct rp_arc;
+struct rp_bh;
 
 struct export_work {
   struct rp_job *job;
   struct rp_refpoint *rp;
   struct rp_refpoint *base;     /* NULL: full export */
+  bool digest;                  /* base's bitmaps lost: compare digests */
+  struct rp_digests **tabs;     /* per disk: its digest table, or NULL */
+  char (*dig_hex)[65];          /* per disk: SHA-256 of DISK.digests, or "" */
   struct rp_outdir *od;         /* ExportDirectory, as the caller; NULL for
                                    a stream */
   char *tmp_name;               /* hidden assembly directory (or file) */
@@ -40,7 +44,8 @@ int rp_export_disk (struct export_work *w, const char *disk, char **why);
  * W's base) and copy disk DI into it from EP (the backend's NBD endpoint;
  * EP->bitmap: the differential's dirty bitmap, or NULL). */
 int rp_export_image (struct export_work *w, int di, int fd, const char *name,
-                     const struct rp_endpoint *ep, char **why);
+                     const struct rp_endpoint *ep, struct rp_bh *bh,
+                     char **why);
 /* The export's config text (*LEN) and referencepoint text. */
 char *rp_export_config (struct export_work *w, size_t *len, char **why);
 char *rp_export_record_text (struct export_work *w);

@@ -101,6 +101,8 @@ struct rp_refpoint {
   bool has_data;                /* fleecing attached in QEMU now */
   unsigned layers;              /* scratch layers per disk (tracking.c) */
   char *broken;                 /* why tracking cannot serve as a base */
+  time_t broken_at;             /* when rpfs found it so (0: unknown) */
+  char *dig_bad;                /* why its digest tables cannot serve */
   bool destroyed;
   int busy;                     /* running jobs and open disk files */
   bool exporting;
@@ -117,6 +119,7 @@ struct rp_refpoint {
 enum rp_job_type {
   JOB_CREATE = 201, JOB_DESTROY = 202, JOB_EXPORT = 203,
   JOB_REMOVE_DATA = 204, JOB_IMPORT = 209,
+  JOB_VERIFY = 210,             /* VerifyExport (rpfs's own) */
 };
 enum rp_job_state {
   JS_NEW = 2, JS_STARTING = 3, JS_RUNNING = 4, JS_COMPLETED = 7,
@@ -136,6 +139,7 @@ struct rp_job {
   int rv;                       /* the method's ReturnValue */
   int error_code;
   char *error_desc;
+  char *activity;               /* what a running job does, for status */
   bool cancellable;
   atomic_bool cancel;
   time_t submitted, started, changed;
@@ -234,6 +238,7 @@ int rp_refpoint_check_disks (struct rp_refpoint *rp, char **disks,
 /* "true" / "false" of KeepAssociatedData: 0 with *KEEP, or -1 with *why. */
 int rp_refpoint_parse_keep (const char *v, bool *keep, char **why);
 void rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why);
+void rp_job_set_activity (struct rp_job *job, char *what);  /* takes WHAT */
 
 /* job.c */
 /* A job of SYS submitted by WHO; +1 ref. */
@@ -284,17 +289,24 @@ int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
 struct rp_ops;
 int rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
                   uint64_t *size, char **err);
+
+/* verify.c: VerifyExport.  JOB NULL: only check (RV_OK if it would start). */
+int rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
+                     const struct rp_caller *who, struct rp_job *job,
+                     char **desc);
 /* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
  * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
  * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.
- * PROGRESS(opaque, done, total) may be called from worker threads.  Returns
+ * PROGRESS(opaque, done, total) may be called from worker threads.  BH: the
+ * disk's digest table being computed (blockhash.h), or NULL.  Returns
  * 0, or an errno with *err. */
 struct rp_rate;
+struct rp_bh;
 typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct rp_copy_stats { uint64_t copied, zeroed, total; };
 int rp_copy_disk (const char *src_sock, const char *src_export,
                   const char *bitmap, const char *dst_path,
                   const char *dst_name, const char *run_dir, atomic_bool *cancel,
                   struct rp_rate *rate, rp_progress_fn progress, void *opaque,
-                  struct rp_copy_stats *stats, char **err);
+                  struct rp_bh *bh, struct rp_copy_stats *stats, char **err);
 #endif

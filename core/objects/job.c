@@ -113,6 +113,8 @@ rp_job_finish (struct rp_job *job, int rv, const char *desc)
     job->error_code = rv;
   }
   free (job->error_desc);
+  free (job->activity);
+  job->activity = NULL;
   job->error_desc = desc ? rp_strdup (desc) : NULL;
   job->changed = time (NULL);
   pthread_mutex_unlock (&job->core->lock);
@@ -140,6 +142,7 @@ rp_job_free (struct rp_job *job)
 {
   free (job->id);
   free (job->error_desc);
+  free (job->activity);
   free (job->export_dir);
   free (job->rp_id);
   free (job->base_id);
@@ -253,6 +256,8 @@ render_locked (struct rp_job *job, const char *name)
   if (!strcmp (name, "ExportedDisks"))
     return rp_strv_join (job->exported_disks, "\n");
   if (!strcmp (name, "status")) {
+    if (job->state == JS_RUNNING && job->activity)
+      return rp_asprintf ("Running %d%% (%s)\n", job->percent, job->activity);
     if (job->state == JS_RUNNING)
       return rp_asprintf ("Running %d%%\n", job->percent);
     if (job->state == JS_EXCEPTION)
@@ -324,4 +329,16 @@ rp_jobs_terminate_all (struct rp_core *core)
       v[i]->has_thread = false;
     }
   free (v);
+}
+
+/* What the running JOB does, shown in its status ("Running 42% (WHAT)");
+ * takes WHAT (malloc'd). */
+void
+rp_job_set_activity (struct rp_job *job, char *what)
+{
+  pthread_mutex_lock (&job->core->lock);
+  free (job->activity);
+  job->activity = what;
+  pthread_mutex_unlock (&job->core->lock);
+  rp_notify (job->core, RP_EV_MODIFIED, "jobs/%s/status", job->id);
 }

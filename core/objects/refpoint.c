@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "arc.h"
 #include "args.h"
+#include "digests.h"
 
 const char *const rp_refpoint_props[] = {
   "InstanceID", "ElementName", "ReferencePointType", "ConsistencyLevel",
@@ -22,7 +23,7 @@ const char *const rp_refpoint_settings[] = {
   NULL
 };
 const char *const rp_refpoint_methods[] = {
-  "ExportReferencePoint", "RemoveAssociatedData", NULL
+  "ExportReferencePoint", "RemoveAssociatedData", "VerifyExport", NULL
 };
 
 void
@@ -35,6 +36,7 @@ rp_refpoint_free (struct rp_refpoint *rp)
   rp_strv_free (rp->qemu_nodes);
   free (rp->dir);
   free (rp->broken);
+  free (rp->dig_bad);
   free (rp->base_setting);
   rp_strv_free (rp->disks_setting);
   free (rp->export_archive);
@@ -80,6 +82,10 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
   }
   if (rp->broken)
     rp_kv_add (kv, "Broken", rp->broken);
+  if (rp->broken && rp->broken_at) {
+    rp_time_iso (rp->broken_at, t);
+    rp_kv_add (kv, "BrokenAt", t);
+  }
   if (rp->base_setting && *rp->base_setting)
     rp_kv_add (kv, "BaseReferencePoint", rp->base_setting);
   for (size_t i = 0; rp->disks_setting && rp->disks_setting[i]; i++)
@@ -116,6 +122,7 @@ rp_refpoint_set_broken (struct rp_refpoint *rp, const char *why)
   pthread_mutex_lock (&rp->sys->core->lock);
   if (!rp->broken) {
     rp->broken = rp_strdup (why);
+    rp->broken_at = time (NULL);
     rp_refpoint_save (rp);
   }
   pthread_mutex_unlock (&rp->sys->core->lock);
@@ -173,6 +180,8 @@ load_one (struct rp_system *sys, const char *name, char **err)
     rp->has_data = false;
   if ((v = rp_kv_get (kv, "Broken")))
     rp->broken = rp_strdup (v);
+  if ((v = rp_kv_get (kv, "BrokenAt")) && rp_time_parse (v, &rp->broken_at))
+    rp->broken_at = 0;
   if ((v = rp_kv_get (kv, "BaseReferencePoint")))
     rp->base_setting = rp_strdup (v);
   rp->drop_setting = !strcmp (rp_kv_get (kv, "KeepAssociatedData") ?: "",
@@ -339,8 +348,7 @@ render_locked (struct rp_refpoint *rp, const char *name)
     return rp_asprintf ("%s\n", t);
   }
   if (!strcmp (name, "ChangeTracking"))
-    return rp->broken ? rp_asprintf ("lost: %s\n", rp->broken)
-                      : rp_strdup ("intact\n");
+    return rp_digests_tracking (rp);
   return NULL;
 }
 

@@ -1,0 +1,30 @@
+/* Hashing a disk's content over NBD and comparing it with a digest table:
+ * VerifyExport's data plane (core/methods/verify.c). */
+#ifndef RPFS_VERIFYIO_H
+#define RPFS_VERIFYIO_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "blockhash.h"
+
+struct nbd_handle;
+
+/* A read-only NBD connection to the image JSON_SPEC ("json:{...}") served
+ * by a qemu-nbd that libnbd starts by socket activation and that exits
+ * with the connection.  NULL with *ERR. */
+struct nbd_handle *rp_verify_open_image (const char *json_spec, char **err);
+/* A connection to export NAME of the NBD server at SOCK.  NULL with *ERR. */
+struct nbd_handle *rp_verify_open_export (const char *sock, const char *name,
+                                          char **err);
+
+/* Read the whole disk from H, hash each block and compare with T.
+ * PROGRESS(opaque, done, total) after each chunk.  Returns 0 (all match),
+ * 1 (block *BAD differs), ECANCELED, or an errno with *ERR (a read failed,
+ * the size differs from the table's). */
+int rp_verify_disk (struct nbd_handle *h, const struct rp_digests *t,
+                    atomic_bool *cancel,
+                    void (*progress) (void *, uint64_t, uint64_t),
+                    void *opaque, uint64_t *bad, char **err);
+
+#endif
