@@ -146,12 +146,14 @@ START_TEST (test_line_errors)
               FILE_ ":2: unknown key 'memory' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit, export-nice, owner, group)");
+              "description, export-rate-limit, export-nice, "
+              "export-compression-level, owner, group)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
-              "description, export-rate-limit, export-nice, owner, group)");
+              "description, export-rate-limit, export-nice, "
+              "export-compression-level, owner, group)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
