@@ -26,7 +26,7 @@ check_archive() { # DIR FORMAT
   mkdir -p "$x"
   tar -xSf "$dir/vm1.$fmt" -C "$x" || fail "tar -x of vm1.$fmt"
   assert_eq "$(cd "$x/vm1" && find . -type f | sort | tr '\n' ' ')" \
-    "./SHA256SUMS ./config ./disks/sda.raw ./disks/sdb.raw ./referencepoint " "members of vm1.$fmt"
+    "./SHA256SUMS ./config ./disks/sda.digests ./disks/sda.raw ./disks/sdb.digests ./disks/sdb.raw ./referencepoint " "members of vm1.$fmt"
   (cd "$x/vm1" && sha256sum --quiet -c SHA256SUMS) || fail "SHA256SUMS in vm1.$fmt"
   for d in sda sdb; do
     cmp "$x/vm1/disks/$d.raw" "$WORK/$d-at-rp1.raw" || fail "$d in vm1.$fmt is not the disk at rp1"

@@ -12,6 +12,7 @@
 #ifndef RPFS_ARC_H
 #define RPFS_ARC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -67,5 +68,21 @@ void rp_arc_free (struct rp_arc *c);
  * (caller frees), or -1 with *why. */
 int rp_arc_read_meta (int fd, const char *path, size_t cap, char **cfg,
                       size_t *cfglen, char **rec, size_t *reclen, char **why);
+
+/* Walking every member of the archive open on FD (PATH in messages):
+ * MEMBER says whether to read a member's data (1), skip it (0) or stop
+ * (-1, *why set); DATA gets the data in order, as OFF,LEN pieces (the holes
+ * of a sparse member are not passed: they read as zeros); END follows the
+ * last piece of a read member.  Both return 0, or -1 with *why. */
+struct rp_arc_walker {
+  int (*member) (void *opaque, const char *name, uint64_t size, char **why);
+  int (*data) (void *opaque, uint64_t off, const void *buf, size_t len,
+               char **why);
+  int (*end) (void *opaque, char **why);
+};
+/* 0 once the whole archive was read, ECANCELED when CANCEL was set, or -1
+ * with *why (a callback's, or the archive is damaged or cut short). */
+int rp_arc_walk (int fd, const char *path, const struct rp_arc_walker *wk,
+                 void *opaque, atomic_bool *cancel, char **why);
 
 #endif

@@ -330,3 +330,57 @@ rp_arc_read_meta (int fd, const char *path, size_t cap, char **cfg,
   archive_read_free (a);
   return r;
 }
+
+/* ---- walking an archive's members (VerifyExport) ---- */
+
+int
+rp_arc_walk (int fd, const char *path, const struct rp_arc_walker *wk,
+             void *opaque, atomic_bool *cancel, char **why)
+{
+  struct archive *a = archive_read_new ();
+  struct archive_entry *e;
+  int r = 0, h;
+  archive_read_support_filter_all (a);
+  archive_read_support_format_tar (a);
+  if (archive_read_open_fd (a, fd, 1 << 20) != ARCHIVE_OK) {
+    *why = rp_asprintf ("%s is not an archive export (%s)", path,
+                        archive_error_string (a));
+    archive_read_free (a);
+    return -1;
+  }
+  while (r == 0 && (h = archive_read_next_header (a, &e)) == ARCHIVE_OK) {
+    la_int64_t size = archive_entry_size (e);
+    r = wk->member (opaque, archive_entry_pathname (e),
+                    size < 0 ? 0 : (uint64_t) size, why);
+    if (r <= 0) {
+      r = r < 0 ? -1 : 0;
+      continue;                 /* skipped: the next header skips its data */
+    }
+    r = 0;
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    while (r == 0 && (h = archive_read_data_block (a, &buf, &len, &off))
+           == ARCHIVE_OK) {
+      if (atomic_load (cancel))
+        r = ECANCELED;
+      else
+        r = wk->data (opaque, (uint64_t) off, buf, len, why);
+    }
+    if (r == 0 && h != ARCHIVE_EOF) {
+      *why = rp_asprintf ("%s: member %s: %s", path,
+                          archive_entry_pathname (e),
+                          archive_error_string (a) ?: "read error");
+      r = -1;
+    }
+    if (r == 0)
+      r = wk->end (opaque, why);
+  }
+  if (r == 0 && h != ARCHIVE_EOF) {
+    *why = rp_asprintf ("%s: %s", path, archive_error_string (a)
+                        ?: "not a complete archive");
+    r = -1;
+  }
+  archive_read_free (a);
+  return r;
+}

@@ -86,7 +86,8 @@ void rp_bh_align (const struct rp_bh *bh, struct rp_ops *ops, uint64_t size,
  * (a copy op) or is NULL (a zero op).  Hashes the blocks into the table and
  * writes to DST what the mode requires (data, zeroes, or nothing for a block
  * that reads as zero in a full export or is unchanged in a digest-based
- * one), adding to *COPIED and *ZEROED.  0, or -1 after a failed NBD write
+ * one), adding to *COPIED and *ZEROED.  DST NULL: only hash (the data goes
+ * elsewhere, e.g. into an archive).  0, or -1 after a failed NBD write
  * (nbd_get_error says why). */
 int rp_bh_apply (struct rp_bh *bh, struct nbd_handle *dst, const char *buf,
                  uint64_t off, uint64_t len, uint64_t *copied,

@@ -44,6 +44,7 @@
 #include "arc.h"
 #include "export.h"
 #include "extent.h"
+#include "digests.h"
 #include "outdir.h"
 
 #define DEPTH 8                 /* reads in flight */
@@ -204,6 +205,7 @@ struct reader {
   struct nbd_handle *h;
   char *buf[DEPTH];
   int64_t cookie[DEPTH];
+  struct rp_bh *bh;             /* the disk's digest table, or NULL */
 };
 
 /* Wait for read I of R and hand back its buffer, or NULL. */
@@ -247,6 +249,9 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
                                           nbd_get_error ());
       return nbd_rv (w, m, why);
     }
+    uint64_t c = 0, z = 0;
+    if (r->bh)                  /* hash only: the data goes to the archive */
+      rp_bh_apply (r->bh, NULL, buf, op->off, op->len, &c, &z);
     if (rp_arc_data (w->arc, buf, op->len, why) != 0)
       return arc_rv (w, why);
     pos = op->off + op->len;
@@ -261,7 +266,7 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
 
 static int
 raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
-          char **why)
+          struct rp_bh *bh, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   struct rp_ops ops = { 0 };
@@ -277,6 +282,9 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
     rv = nbd_rv (w, e ? e : "block status failed", why);
     goto out;
   }
+  /* Whole blocks, so that each can be hashed (2 MiB: the reads' size). */
+  if ((r.bh = bh))
+    rp_bh_align (bh, &ops, size, 2u << 20);
   r.h = nbd_create ();
   if (!r.h || nbd_set_export_name (r.h, ep->name) == -1
       || nbd_connect_unix (r.h, ep->sock) == -1) {
@@ -342,7 +350,7 @@ add_file (struct export_work *w, int fd, const char *rel, char **why)
 
 static int
 overlay_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
-              char **why)
+              struct rp_bh *bh, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.qcow2", sys->disks[di].id);
@@ -355,19 +363,42 @@ overlay_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
                         w->od ? rp_outdir_path (w->od) : run, strerror (e));
     return RV_FAILED;
   }
-  int rv = rp_export_image (w, di, fd, rel, ep, NULL, why);
+  int rv = rp_export_image (w, di, fd, rel, ep, bh, why);
   if (rv == RV_OK)
     rv = add_file (w, fd, rel, why);
   close (fd);
   return rv;
 }
 
+/* The disk's digest table as member disks/<disk>.digests (in SHA256SUMS
+ * too), kept for the store in W->tabs[W->cur].  Frees BH. */
+static int
+add_table (struct export_work *w, int di, struct rp_bh *bh, char **why)
+{
+  struct rp_digests *t = w->tabs[w->cur] = rp_bh_end (bh, true);
+  size_t len;
+  CLEANUP_FREE void *buf = rp_digests_render (t, &len);
+  CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.digests",
+                                        w->rp->sys->disks[di].id);
+  CLEANUP_FREE char *name = member (w, rel);
+  char hex[65];
+  if (rp_arc_add (w->arc, name, buf, len, w->rp->created, hex, why) != 0)
+    return arc_rv (w, why);
+  add_sum (w, rel, hex);
+  return RV_OK;
+}
+
 int
 rp_arcjob_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
-                char **why)
+                struct rp_bh *bh, char **why)
 {
-  return ep->bitmap ? overlay_disk (w, di, ep, why)
-    : raw_disk (w, di, ep, why);
+  /* A differential (by bitmap or by digests) is an overlay of the base. */
+  int rv = w->base ? overlay_disk (w, di, ep, bh, why)
+    : raw_disk (w, di, ep, bh, why);
+  if (rv == RV_OK && bh)
+    return add_table (w, di, bh, why);
+  rp_bh_end (bh, false);
+  return rv;
 }
 
 static int

@@ -193,12 +193,6 @@ admit (struct rp_refpoint *rp, const struct export_req *q, struct rp_job *job,
   pthread_mutex_lock (&sys->core->lock);
   rv = check_state (rp, base, disks, qemu_ok ? NULL : e ? e : "unknown",
                     &digest, why);
-  if (rv == RV_OK && digest && q->format != RP_FMT_QCOW2) {
-    *why = rp_asprintf ("the change tracking since base '%s' was lost: a "
-                        "differential by digest tables is made only as a "
-                        "directory export (Format=qcow2)", base->name);
-    rv = RV_INVALID_STATE;
-  }
   if (rv == RV_OK && job) {
     *out = claim (rp, base, digest, q, job, disks);
     disks = NULL;
@@ -456,7 +450,7 @@ copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
     rp_job_set_activity (w->job, rp_asprintf ("comparing digests with base "
                                               "'%s'", w->base->name));
   if (w->format != RP_FMT_QCOW2)
-    return rp_arcjob_disk (w, di, ep, why);
+    return rp_arcjob_disk (w, di, ep, bh, why);
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
   int fd = rp_outdir_create (w->od, name, 0644);
   if (fd < 0) {
@@ -507,9 +501,9 @@ rp_export_disk (struct export_work *w, const char *disk, char **why)
   pthread_mutex_unlock (&sys->op_lock);
   if (rv != RV_OK)
     return rv;
-  /* Digest tables: for directory exports (exportdig.h). */
-  struct rp_bh *bh = w->format != RP_FMT_QCOW2 ? NULL
-    : rp_export_bh (w->base, w->digest, disk, sys->disks[di].size, &rv, why);
+  /* The disk's digest table, made on the way (exportdig.h). */
+  struct rp_bh *bh = rp_export_bh (w->base, w->digest, disk,
+                                   sys->disks[di].size, &rv, why);
   if (rv == RV_OK)
     rv = copy_disk (w, di, &ep, bh, why);
   else
@@ -791,8 +785,11 @@ rp_export_done (struct export_work *w, int rv, const char *why)
     pthread_mutex_lock (&core->lock);
     record_exports (w);
     pthread_mutex_unlock (&core->lock);
-    rp_export_tables_save (w->rp, w->disks, w->tabs);
   }
+  /* The tables describe the disks at the reference point, whichever form
+   * the export took (a stream included). */
+  if (rv == RV_OK)
+    rp_export_tables_save (w->rp, w->disks, w->tabs);
   if (rv == RV_OK && w->drop)
     drop_data (w);
   rp_job_finish (w->job, rv, rv == -1 ? NULL : why);

@@ -64,9 +64,11 @@ int rp_export_stream (struct rp_refpoint *rp, int format,
 /* arcjob.c */
 void *rp_arcjob_thread (void *opaque);
 /* Add disk DI to W's archive from EP: sparse raw (full) or a staged qcow2
- * overlay (EP->bitmap set: differential). */
+ * overlay (W->base set: differential), then its digest table from BH (if
+ * not NULL; freed) as disks/<disk>.digests, kept in W->tabs[W->cur]. */
 int rp_arcjob_disk (struct export_work *w, int di,
-                    const struct rp_endpoint *ep, char **why);
+                    const struct rp_endpoint *ep, struct rp_bh *bh,
+                    char **why);
 
 /* stream.c: the job's side of a stream.  Push: 0 or -errno (ECANCELED once
  * the reader has gone or the job was cancelled).  End: the job's

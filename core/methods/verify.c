@@ -20,20 +20,11 @@
 #include "args.h"
 #include "caller.h"
 #include "digests.h"
+#include "verify.h"
 #include "verifychain.h"
 #include "verifyio.h"
 
 #define TABLE_CAP (1ull << 30)  /* an export's table: 1 GiB at most */
-
-struct verify_work {
-  struct rp_job *job;
-  struct rp_refpoint *rp;
-  char **disks;
-  char **specs;                 /* per disk: json: spec of its image */
-  struct rp_digests **tabs;     /* per disk: the table to compare with */
-  struct rp_fds fds;            /* every layer, opened as the caller */
-  size_t step, steps;           /* for PercentComplete */
-};
 
 static void
 work_free (struct verify_work *w)
@@ -46,19 +37,16 @@ work_free (struct verify_work *w)
   free (w->specs);
   rp_strv_free (w->disks);
   rp_fds_close (&w->fds);
+  if (w->arcfd >= 0)
+    close (w->arcfd);
+  free (w->path);
   free (w);
 }
 
-/* The export's record must be of RP; the disks it holds into *DISKS. */
-static int
-check_record (struct rp_refpoint *rp, const struct rp_caller *who, int root,
-              char ***disks, char **why)
+int
+rp_verify_record (struct rp_refpoint *rp, const char *text, size_t len,
+                  char ***disks, bool *differential, char **why)
 {
-  size_t len;
-  CLEANUP_FREE char *text = rp_verify_read (who, root, "referencepoint",
-                                            RP_CALLER_FILE_MAX, &len, why);
-  if (!text)
-    return RV_INVALID_PARAMETER;
   char *e = NULL;
   struct rp_kv *kv = rp_kv_parse ("referencepoint", text, len, &e);
   if (!kv) {
@@ -68,6 +56,8 @@ check_record (struct rp_refpoint *rp, const struct rp_caller *who, int root,
   }
   const char *id = rp_kv_get (kv, "InstanceID");
   const char **all = rp_kv_all (kv, "exported");
+  const char *type = rp_kv_get (kv, "ExportType");
+  *differential = type && !strcmp (type, "differential");
   int rv = RV_OK;
   if (!id || strcasecmp (id, rp->instance_id) != 0) {
     *why = rp_asprintf ("the export is of reference point '%s' (%s), not of "
@@ -90,6 +80,20 @@ check_record (struct rp_refpoint *rp, const struct rp_caller *who, int root,
   free (all);
   rp_kv_free (kv);
   return rv;
+}
+
+/* The export's record must be of RP; the disks it holds into *DISKS. */
+static int
+check_record (struct rp_refpoint *rp, const struct rp_caller *who, int root,
+              char ***disks, char **why)
+{
+  size_t len;
+  bool diff;
+  CLEANUP_FREE char *text = rp_verify_read (who, root, "referencepoint",
+                                            RP_CALLER_FILE_MAX, &len, why);
+  if (!text)
+    return RV_INVALID_PARAMETER;
+  return rp_verify_record (rp, text, len, disks, &diff, why);
 }
 
 /* The table to compare DISK with: the store's (rpfs's own), else the
@@ -115,8 +119,8 @@ table_of (struct rp_refpoint *rp, const struct rp_caller *who, int root,
   return t;
 }
 
-static void
-progress (void *opaque, uint64_t done, uint64_t total)
+void
+rp_verify_progress (void *opaque, uint64_t done, uint64_t total)
 {
   struct verify_work *w = opaque;
   uint64_t part = total ? done * 100 / total : 100;
@@ -133,19 +137,13 @@ verify_one (struct verify_work *w, size_t i, struct nbd_handle *h,
   const struct rp_digests *t = w->tabs[i];
   uint64_t bad = 0;
   char *e = NULL;
-  int r = rp_verify_disk (h, t, &w->job->cancel, progress, w, &bad, &e);
+  int r = rp_verify_disk (h, t, &w->job->cancel, rp_verify_progress, w,
+                          &bad, &e);
   int rv = RV_OK;
   if (r == ECANCELED)
     rv = -1;
-  else if (r == 1) {
-    uint64_t off = bad * t->block;
-    *why = rp_asprintf ("disk %s: block %" PRIu64 " (bytes %" PRIu64 "-%"
-                        PRIu64 ") of %s does not match the digest table "
-                        "of reference point '%s'", w->disks[i], bad, off,
-                        off + rp_digests_block_len (t, bad) - 1, what,
-                        w->rp->name);
-    rv = RV_FAILED;
-  }
+  else if (r == 1)
+    rv = rp_verify_bad (w, i, t, bad, what, why);
   else if (r) {
     *why = rp_asprintf ("disk %s: %s: %s", w->disks[i], what, e);
     rv = RV_FAILED;
@@ -153,6 +151,19 @@ verify_one (struct verify_work *w, size_t i, struct nbd_handle *h,
   free (e);
   w->step++;
   return rv;
+}
+
+int
+rp_verify_bad (struct verify_work *w, size_t i, const struct rp_digests *t,
+               uint64_t bad, const char *what, char **why)
+{
+  uint64_t off = bad * t->block;
+  *why = rp_asprintf ("disk %s: block %" PRIu64 " (bytes %" PRIu64 "-%"
+                      PRIu64 ") of %s does not match the digest table "
+                      "of reference point '%s'", w->disks[i], bad, off,
+                      off + rp_digests_block_len (t, bad) - 1, what,
+                      w->rp->name);
+  return RV_FAILED;
 }
 
 /* The point-in-time disk I, while the reference point has its data. */
@@ -211,8 +222,11 @@ verify_thread (void *opaque)
   CLEANUP_FREE char *why = NULL;
   rp_job_set_state (w->job, JS_RUNNING);
   int rv = RV_OK;
+  if (w->arcfd >= 0)            /* one pass through the archive */
+    rv = rp_verify_archive (w, &why);
   for (size_t i = 0; rv == RV_OK && w->disks[i]; i++) {
-    rv = verify_image (w, i, &why);
+    if (w->arcfd < 0)
+      rv = verify_image (w, i, &why);
     if (rv == RV_OK)
       rv = verify_live (w, i, &why);
   }
@@ -291,16 +305,25 @@ rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
   struct verify_work *w = rp_calloc (1, sizeof *w);
   w->rp = rp;
   w->job = job;
+  w->arcfd = -1;
   if (a->npos != 1 || a->nkv != 0)
-    *why = rp_strdup ("expected one line: the directory of an export of "
-                      "this reference point");
-  else
+    *why = rp_strdup ("expected one line: the directory or archive of an "
+                      "export of this reference point");
+  else if ((rv = rp_verify_open_archive (who, a->pos[0],
+                                         rp->sys->core->mount_real,
+                                         &w->arcfd, why)) == RV_OK
+           && w->arcfd >= 0) {
+    w->path = rp_strdup (a->pos[0]);
+    rv = rp_verify_archive_prepare (w, job != NULL, why);
+  }
+  else if (rv == RV_OK) {
     rv = rp_verify_root (who, a->pos[0], rp->sys->name,
                          rp->sys->core->mount_real, &root, why);
-  if (rv == RV_OK)
-    rv = check_record (rp, who, root, &w->disks, why);
-  if (rv == RV_OK && job)
-    rv = prepare (w, who, root, why);
+    if (rv == RV_OK)
+      rv = check_record (rp, who, root, &w->disks, why);
+    if (rv == RV_OK && job)
+      rv = prepare (w, who, root, why);
+  }
   if (root >= 0)
     close (root);
   if (rv == RV_OK && job)

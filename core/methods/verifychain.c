@@ -1,5 +1,6 @@
 /* VerifyExport's inputs, resolved as the caller (verifychain.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -86,6 +87,33 @@ rp_verify_root (const struct rp_caller *who, const char *path,
   return RV_OK;
 }
 
+int
+rp_verify_open_archive (const struct rp_caller *who, const char *path,
+                        const char *mount_real, int *fd, char **why)
+{
+  *fd = -1;
+  if (path[0] != '/') {
+    *why = rp_asprintf ("'%s' is not an absolute path", path);
+    return RV_INVALID_PARAMETER;
+  }
+  int f = rp_caller_openat (who, AT_FDCWD, path, O_RDONLY | O_NONBLOCK
+                            | O_NOCTTY, 0);
+  struct stat st;
+  if (f < 0 || fstat (f, &st) != 0 || !S_ISREG (st.st_mode)) {
+    if (f >= 0)
+      close (f);
+    return RV_OK;               /* not a file: a directory, or an error
+                                   rp_verify_root will name */
+  }
+  if (under (f, mount_real)) {
+    close (f);
+    *why = rp_asprintf ("%s is inside the rpfs mount", path);
+    return RV_INVALID_PARAMETER;
+  }
+  *fd = f;
+  return RV_OK;
+}
+
 char *
 rp_verify_read (const struct rp_caller *who, int root, const char *rel,
                 size_t cap, size_t *len, char **why)
@@ -121,7 +149,7 @@ rp_verify_read (const struct rp_caller *who, int root, const char *rel,
  * (*BACKING, NULL if none), after checking it is a qcow2 image without an
  * external data file.  0, or -1 with *WHY. */
 static int
-layer_info (int fd, const char *name, char **backing, char **why)
+layer_info (int fd, const char *name, char **backing, bool *braw, char **why)
 {
   CLEANUP_FREE char *path = rp_fd_path (fd);
   CLEANUP_FREE char *out = NULL, *errs = NULL;
@@ -148,22 +176,27 @@ layer_info (int fd, const char *name, char **backing, char **why)
                         name);
     r = -1;
   }
-  else if (json_object_get (j, "backing-filename"))
+  else if (json_object_get (j, "backing-filename")) {
     *backing = rp_strdup (json_string_value (json_object_get
                                              (j, "backing-filename")) ?: "");
+    /* The full image of an unpacked archive export (reference.md 9). */
+    const char *bf = json_string_value (json_object_get
+                                        (j, "backing-filename-format"));
+    *braw = bf && !strcmp (bf, "raw");
+  }
   json_decref (j);
   return r;
 }
 
 static json_t *layer (const struct rp_caller *who, int dirfd,
-                      const char *name, int depth, struct rp_fds *fds,
-                      char **why);
+                      const char *name, bool raw, int depth,
+                      struct rp_fds *fds, char **why);
 
 /* The backing layer named B (as written in the layer, relative to DIRFD,
  * the directory holding that layer).  NULL with *WHY. */
 static json_t *
 backing_layer (const struct rp_caller *who, int dirfd, const char *b,
-               int depth, struct rp_fds *fds, char **why)
+               bool raw, int depth, struct rp_fds *fds, char **why)
 {
   CLEANUP_FREE char *d = rp_strdup (b), *f = rp_strdup (b);
   const char *dir = dirname (d), *base = basename (f);
@@ -173,14 +206,16 @@ backing_layer (const struct rp_caller *who, int dirfd, const char *b,
     *why = rp_asprintf ("backing file %s: %s", b, strerror (-nd));
     return NULL;
   }
-  json_t *j = layer (who, nd, base, depth, fds, why);
+  json_t *j = layer (who, nd, base, raw, depth, fds, why);
   close (nd);
   return j;
 }
 
+/* Layer NAME in DIRFD: a qcow2 image (its backing chain followed), or with
+ * RAW a raw image (the bottom of a chain; its format is never probed). */
 static json_t *
-layer (const struct rp_caller *who, int dirfd, const char *name, int depth,
-       struct rp_fds *fds, char **why)
+layer (const struct rp_caller *who, int dirfd, const char *name, bool raw,
+       int depth, struct rp_fds *fds, char **why)
 {
   if (depth > CHAIN_MAX) {
     *why = rp_asprintf ("more than %d backing files", CHAIN_MAX);
@@ -197,13 +232,18 @@ layer (const struct rp_caller *who, int dirfd, const char *name, int depth,
     return NULL;
   }
   fds_push (fds, fd);
+  CLEANUP_FREE char *path = rp_fd_path (fd);
+  if (raw)
+    return json_pack ("{s:s, s:{s:s, s:s}}", "driver", "raw", "file",
+                      "driver", "file", "filename", path);
   CLEANUP_FREE char *b = NULL;
-  if (layer_info (fd, name, &b, why) != 0)
+  bool braw = false;
+  if (layer_info (fd, name, &b, &braw, why) != 0)
     return NULL;
   json_t *back = json_null ();
-  if (b && *b && !(back = backing_layer (who, dirfd, b, depth + 1, fds, why)))
+  if (b && *b && !(back = backing_layer (who, dirfd, b, braw, depth + 1, fds,
+                                         why)))
     return NULL;
-  CLEANUP_FREE char *path = rp_fd_path (fd);
   return json_pack ("{s:s, s:{s:s, s:s}, s:o}", "driver", "qcow2", "file",
                     "driver", "file", "filename", path, "backing", back);
 }
@@ -219,8 +259,14 @@ rp_verify_image_spec (const struct rp_caller *who, int root,
                         strerror (-disks));
     return NULL;
   }
+  /* An export's qcow2 image, or the sparse raw image of an unpacked full
+   * archive export. */
   CLEANUP_FREE char *name = rp_asprintf ("%s.qcow2", disk);
-  json_t *j = layer (who, disks, name, 0, fds, why);
+  CLEANUP_FREE char *rname = rp_asprintf ("%s.raw", disk);
+  struct stat st;
+  bool raw = fstatat (disks, name, &st, AT_SYMLINK_NOFOLLOW) != 0
+    && fstatat (disks, rname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  json_t *j = layer (who, disks, raw ? rname : name, raw, 0, fds, why);
   close (disks);
   if (!j)
     return NULL;

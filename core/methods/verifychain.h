@@ -23,6 +23,12 @@ void rp_fds_close (struct rp_fds *f);
 int rp_verify_root (const struct rp_caller *who, const char *path,
                     const char *system, const char *mount_real, int *root,
                     char **why);
+/* PATH as WHO: if it is a regular file outside MOUNT_REAL (an archive
+ * export), RV_OK with *FD open on it (blocking reads: it is a regular
+ * file); if it is anything else, RV_OK with *FD -1; or a ReturnValue with
+ * *WHY (a relative path, a file inside the mount). */
+int rp_verify_open_archive (const struct rp_caller *who, const char *path,
+                            const char *mount_real, int *fd, char **why);
 /* Read the file REL under ROOT as WHO: a regular file, no symlink, at most
  * CAP bytes.  NULL with *WHY. */
 char *rp_verify_read (const struct rp_caller *who, int root, const char *rel,
