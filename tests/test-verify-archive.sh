@@ -85,11 +85,12 @@ export_rp "$RPS/rp2" "$D" Format=tar BaseReferencePoint=rp1
 method_refused EINVAL 32773 "$RPS/rp2/VerifyExport" "$D/vm1.tar"$'\n'
 assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" "differential archive" \
   "why a differential archive is refused"
-tar -xSf "$A/vm1.tar.zst" -C "$A"
+# The overlays name the base's newest export, the tar in $T.
+tar -xSf "$T/vm1.tar" -C "$T"
 tar -xSf "$D/vm1.tar" -C "$D"
 verify rp2 "$D/vm1"
 assert_job_completed "$JOB"
-verify rp1 "$A/vm1"
+verify rp1 "$T/vm1"
 assert_job_completed "$JOB"
 
 step "bad arguments: another point's archive, a stream inside the mount"

@@ -96,19 +96,30 @@ rp_verify_open_archive (const struct rp_caller *who, const char *path,
     *why = rp_asprintf ("'%s' is not an absolute path", path);
     return RV_INVALID_PARAMETER;
   }
-  int f = rp_caller_openat (who, AT_FDCWD, path, O_RDONLY | O_NONBLOCK
-                            | O_NOCTTY, 0);
+  /* O_PATH first: nothing is opened (a stream of this mount would start
+   * an export) until it is known to be a regular file outside the mount. */
+  int p = rp_caller_openat (who, AT_FDCWD, path, O_PATH, 0);
   struct stat st;
-  if (f < 0 || fstat (f, &st) != 0 || !S_ISREG (st.st_mode)) {
-    if (f >= 0)
-      close (f);
+  if (p < 0 || fstat (p, &st) != 0 || !S_ISREG (st.st_mode)) {
+    if (p >= 0)
+      close (p);
     return RV_OK;               /* not a file: a directory, or an error
                                    rp_verify_root will name */
   }
-  if (under (f, mount_real)) {
-    close (f);
+  if (under (p, mount_real)) {
+    close (p);
     *why = rp_asprintf ("%s is inside the rpfs mount", path);
     return RV_INVALID_PARAMETER;
+  }
+  /* Reopened through the descriptor, as the caller: the same inode. */
+  char self[64];
+  snprintf (self, sizeof self, "/proc/self/fd/%d", p);
+  int f = rp_caller_openat (who, AT_FDCWD, self, O_RDONLY | O_NONBLOCK
+                            | O_NOCTTY, 0);
+  close (p);
+  if (f < 0) {
+    *why = rp_asprintf ("%s: %s", path, strerror (-f));
+    return f == -EACCES ? RV_ACCESS_DENIED : RV_INVALID_PARAMETER;
   }
   *fd = f;
   return RV_OK;
