@@ -237,8 +237,11 @@ rp_refpoint_call (struct rp_refpoint *rp, const char *method, const char *buf,
     rv = job->type == JOB_EXPORT
       ? rp_export_start (rp, buf, len, who, job, &why)
       : rp_verify_start (rp, buf, len, who, job, &why);
-    if (rv == RV_JOB_STARTED)
-      job->rv = rv;             /* the job thread finishes it */
+    if (rv == RV_JOB_STARTED) {   /* the job thread finishes it */
+      pthread_mutex_lock (&sys->core->lock);
+      job->rv = rv;
+      pthread_mutex_unlock (&sys->core->lock);
+    }
     else
       finish (job, rv, why);
   }

@@ -280,8 +280,10 @@ launch (struct verify_work *w, const char *path, char **why)
     *why = rp_asprintf ("reference point '%s' was destroyed", rp->name);
     return rv;
   }
-  rp_job_set_state (w->job, JS_STARTING);
-  if (pthread_create (&w->job->thread, NULL, verify_thread, w) != 0) {
+  /* Once the thread runs, W is its own: it may end and free W at once. */
+  struct rp_job *job = w->job;
+  rp_job_set_state (job, JS_STARTING);
+  if (pthread_create (&job->thread, NULL, verify_thread, w) != 0) {
     pthread_mutex_lock (&core->lock);
     rp->busy--;
     rp->refs--;
@@ -290,7 +292,7 @@ launch (struct verify_work *w, const char *path, char **why)
     *why = rp_strdup ("cannot start the verification thread");
     return RV_NO_MEMORY;
   }
-  w->job->has_thread = true;
+  job->has_thread = true;
   return RV_JOB_STARTED;
 }
 
