@@ -447,15 +447,9 @@ begin (struct export_work *w, struct fd_sink *fs, char **marker, char **why)
   if (w->od) {
     if ((fs->fd = rp_outdir_begin_file (w->od, w->tmp_name, why)) < 0)
       return RV_FAILED;
-    *marker = rp_asprintf ("%s/state/exports/%s", w->rp->sys->core->store,
-                           w->job->id);
-    CLEANUP_FREE char *text = rp_outdir_marker (w->od);
-    if (rp_write_file_atomic (*marker, text, strlen (text), 0600) != 0) {
-      *why = rp_asprintf ("cannot write %s: %s", *marker, strerror (errno));
-      free (*marker);
-      *marker = NULL;
-      return RV_FAILED;
-    }
+    int rv = rp_export_marker (w, marker, why);
+    if (rv != RV_OK)
+      return rv;
   }
   if (w->od) {
     fs->q = rp_stream_new (w->job);

@@ -718,13 +718,9 @@ drop_data (struct export_work *w)
              "'%s': %s\n", sys->name, w->job->id, w->rp->name, why);
 }
 
-/* The assembly directory, and a marker in the store that names it, so
- * that a start after a crash removes what this job leaves half done. */
-static int
-begin (struct export_work *w, char **marker, char **why)
+int
+rp_export_marker (struct export_work *w, char **marker, char **why)
 {
-  if (rp_outdir_begin (w->od, w->tmp_name, why) != 0)
-    return RV_FAILED;
   *marker = rp_asprintf ("%s/state/exports/%s", w->rp->sys->core->store,
                          w->job->id);
   CLEANUP_FREE char *text = rp_outdir_marker (w->od);
@@ -735,6 +731,15 @@ begin (struct export_work *w, char **marker, char **why)
     return RV_FAILED;
   }
   return RV_OK;
+}
+
+/* The assembly directory, and its crash marker. */
+static int
+begin (struct export_work *w, char **marker, char **why)
+{
+  if (rp_outdir_begin (w->od, w->tmp_name, why) != 0)
+    return RV_FAILED;
+  return rp_export_marker (w, marker, why);
 }
 
 static void *

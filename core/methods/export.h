@@ -46,6 +46,10 @@ int rp_export_disk (struct export_work *w, const char *disk, char **why);
 int rp_export_image (struct export_work *w, int di, int fd, const char *name,
                      const struct rp_endpoint *ep, struct rp_bh *bh,
                      char **why);
+/* A marker in the store naming W's hidden file or directory (made), so
+ * that a start after a crash removes what the job leaves half done.
+ * RV_OK with *MARKER (its path), or RV_FAILED with *WHY. */
+int rp_export_marker (struct export_work *w, char **marker, char **why);
 /* The export's config text (*LEN) and referencepoint text. */
 char *rp_export_config (struct export_work *w, size_t *len, char **why);
 char *rp_export_record_text (struct export_work *w);
