@@ -46,6 +46,9 @@ int rp_arc_begin (struct rp_arc *c, const char *name, uint64_t size,
 int rp_arc_data (struct rp_arc *c, const void *buf, size_t len, char **why);
 /* LEN zero bytes (a hole of a sparse member). */
 int rp_arc_zeros (struct rp_arc *c, uint64_t len, char **why);
+/* The member being written is hashed by the caller (memberhash.h):
+ * rp_arc_data skips its SHA-256, and rp_arc_end's HEX means nothing. */
+void rp_arc_unhashed (struct rp_arc *c);
 /* End the member; HEX gets its SHA-256. */
 int rp_arc_end (struct rp_arc *c, char hex[65], char **why);
 /* A whole small member. */

@@ -43,6 +43,7 @@ struct rp_arc {
   void *opaque;
   int sink_err;
   EVP_MD_CTX *member;
+  bool unhashed;                /* the caller hashes this member */
   struct archive_entry *e;
 };
 
@@ -173,15 +174,23 @@ rp_arc_begin (struct rp_arc *c, const char *name, uint64_t size, time_t mtime,
                                     (la_int64_t) n);
   }
   EVP_DigestInit_ex (c->member, EVP_sha256 (), NULL);
+  c->unhashed = false;
   if (archive_write_header (c->a, c->e) != ARCHIVE_OK)
     return arc_fail (c, name, why);
   return 0;
 }
 
+void
+rp_arc_unhashed (struct rp_arc *c)
+{
+  c->unhashed = true;
+}
+
 int
 rp_arc_data (struct rp_arc *c, const void *buf, size_t len, char **why)
 {
-  EVP_DigestUpdate (c->member, buf, len);
+  if (!c->unhashed)
+    EVP_DigestUpdate (c->member, buf, len);
   const char *p = buf;
   while (len > 0) {
     la_ssize_t n = archive_write_data (c->a, p, len);

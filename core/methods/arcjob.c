@@ -20,9 +20,10 @@
  * for a stream), then added: the staging is at most that image, one disk
  * at a time.
  *
- * Thread model: the job thread reads, hashes and builds the archive; the
- * copy workers of a differential (copy.c) and libarchive's compression
- * threads (xz, zstd) are its helpers.  An archive file is written by a
+ * Thread model: the job thread reads and builds the archive; a hasher
+ * thread (memberhash.c) computes a full disk's SHA256SUMS line and digest
+ * table from the same buffers; the copy workers of a differential (copy.c)
+ * and libarchive's compression threads (xz, zstd) are its other helpers.  An archive file is written by a
  * writer thread that drains a queue (stream.c's, the one a FUSE reader
  * drains for a stream): copying into the page cache is the costliest step
  * of an uncompressed export on a slow VM, and it then overlaps with the
@@ -44,6 +45,7 @@
 #include "arc.h"
 #include "export.h"
 #include "extent.h"
+#include "memberhash.h"
 #include "digests.h"
 #include "outdir.h"
 
@@ -205,7 +207,8 @@ struct reader {
   struct nbd_handle *h;
   char *buf[DEPTH];
   int64_t cookie[DEPTH];
-  struct rp_bh *bh;             /* the disk's digest table, or NULL */
+  struct rp_mhash *mh;          /* the member's hashing (memberhash.h) */
+  uint64_t tick[DEPTH];         /* its ticket for each buffer's data */
 };
 
 /* Wait for read I of R and hand back its buffer, or NULL. */
@@ -233,6 +236,7 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       const struct rp_op *op = &ops->v[issued];
       if (!rp_rate_wait (&w->rate, op->len, &w->job->cancel))
         return -1;
+      rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
       r->cookie[issued % DEPTH] = nbd_aio_pread (r->h, r->buf[issued % DEPTH],
                                                  op->len, op->off,
                                                  NBD_NULL_COMPLETION, 0);
@@ -240,8 +244,11 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
         return nbd_rv (w, nbd_get_error (), why);
     }
     const struct rp_op *op = &ops->v[i];
-    if (op->off > pos && rp_arc_zeros (w->arc, op->off - pos, why) != 0)
-      return arc_rv (w, why);
+    if (op->off > pos) {
+      rp_mhash_data (r->mh, NULL, pos, op->off - pos);
+      if (rp_arc_zeros (w->arc, op->off - pos, why) != 0)
+        return arc_rv (w, why);
+    }
     char *buf = collect (r, i);
     if (!buf) {
       CLEANUP_FREE char *m = rp_asprintf ("reading the point-in-time disk at "
@@ -249,9 +256,7 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
                                           nbd_get_error ());
       return nbd_rv (w, m, why);
     }
-    uint64_t c = 0, z = 0;
-    if (r->bh)                  /* hash only: the data goes to the archive */
-      rp_bh_apply (r->bh, NULL, buf, op->off, op->len, &c, &z);
+    r->tick[i % DEPTH] = rp_mhash_data (r->mh, buf, op->off, op->len);
     if (rp_arc_data (w->arc, buf, op->len, why) != 0)
       return arc_rv (w, why);
     pos = op->off + op->len;
@@ -259,8 +264,11 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
     if (atomic_load (&w->job->cancel))
       return -1;
   }
-  if (size > pos && rp_arc_zeros (w->arc, size - pos, why) != 0)
-    return arc_rv (w, why);
+  if (size > pos) {
+    rp_mhash_data (r->mh, NULL, pos, size - pos);
+    if (rp_arc_zeros (w->arc, size - pos, why) != 0)
+      return arc_rv (w, why);
+  }
   return RV_OK;
 }
 
@@ -283,7 +291,7 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
     goto out;
   }
   /* Whole blocks, so that each can be hashed (2 MiB: the reads' size). */
-  if ((r.bh = bh))
+  if (bh)
     rp_bh_align (bh, &ops, size, 2u << 20);
   r.h = nbd_create ();
   if (!r.h || nbd_set_export_name (r.h, ep->name) == -1
@@ -296,10 +304,15 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   map = sparse_map (&ops, &nmap);
   if (rp_arc_begin (w->arc, name, size, w->rp->created, map, nmap, why) != 0)
     rv = arc_rv (w, why);
+  /* SHA256SUMS's hash (8 GiB of a mostly empty 8 GiB disk: the holes are
+   * hashed as zeros) and the table in a thread of their own. */
+  rp_arc_unhashed (w->arc);
+  r.mh = rp_mhash_start (bh);
   if (rv == RV_OK)
     rv = pump (w, &r, &ops, size, why);
-  char hex[65];
-  if (rv == RV_OK && rp_arc_end (w->arc, hex, why) != 0)
+  char hex[65], unused[65];
+  rp_mhash_finish (r.mh, hex);  /* before the buffers go */
+  if (rv == RV_OK && rp_arc_end (w->arc, unused, why) != 0)
     rv = arc_rv (w, why);
   if (rv == RV_OK)
     add_sum (w, rel, hex);
