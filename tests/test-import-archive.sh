@@ -72,5 +72,12 @@ qemu-img rebase -u -b ../../../e1/vm1/disks/sda.raw -F raw "$E2/vm1/disks/sda.qc
 qemu-img convert -O raw "$E2/vm1/disks/sda.qcow2" "$WORK/conv.raw"
 cmp "$WORK/conv.raw" "$WORK/sda-at-rp2.raw" || fail "rp2 from the imported base"
 
+step "a streamed export of this mount: refused, and no stream starts"
+streams() { grep -lx 203 "$MNT"/jobs/*/JobType 2>/dev/null | wc -l; }
+before=$(streams)
+refused_at_close 32773 "$RPS/rp2/export.tar"
+assert_match "$DESC" "inside the rpfs mount" "why a file of the mount is refused"
+assert_eq "$(streams)" "$before" "stream jobs after the refused import"
+
 umount_rpfs "$MNT"
 pass

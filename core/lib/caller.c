@@ -1,6 +1,7 @@
 /* Acting for a caller: a thread's file system identity, and opening and
  * reading the files a caller names (caller.h). */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,18 +128,59 @@ read_capped (int fd, size_t cap, size_t *len)
   return buf;
 }
 
+int
+rp_caller_open_file (const struct rp_caller *who, const char *path,
+                     const char *outside)
+{
+  int p = rp_caller_openat (who, AT_FDCWD, path, O_PATH | O_NOFOLLOW, 0);
+  if (p < 0)
+    return p;
+  struct stat st;
+  int r = 0;
+  if (fstat (p, &st) != 0)
+    r = -errno;
+  else if (S_ISLNK (st.st_mode))
+    r = -ELOOP;
+  else if (!S_ISREG (st.st_mode))
+    r = -EINVAL;
+  else if (outside && rp_fd_under (p, outside))
+    r = -EXDEV;
+  if (r == 0) {
+    /* The same inode, opened for reading as WHO (the kernel lets a
+     * process through its own /proc/self/fd whatever its fsuid). */
+    char self[64];
+    snprintf (self, sizeof self, "/proc/self/fd/%d", p);
+    r = rp_caller_openat (who, AT_FDCWD, self, O_RDONLY | O_NONBLOCK
+                          | O_NOCTTY, 0);
+  }
+  close (p);
+  return r;
+}
+
+bool
+rp_fd_under (int fd, const char *dir)
+{
+  char link[64], buf[PATH_MAX];
+  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink (link, buf, sizeof buf - 1);
+  if (n < 0 || !dir)
+    return false;
+  buf[n] = 0;
+  size_t k = strlen (dir);
+  return !strncmp (buf, dir, k) && (buf[k] == '/' || buf[k] == 0);
+}
+
 char *
 rp_caller_read_file (const struct rp_caller *who, const char *path,
-                     size_t cap, size_t *len, int *rv, char **why)
+                     const char *outside, size_t cap, size_t *len, int *rv,
+                     char **why)
 {
   *rv = RV_INVALID_PARAMETER;
   if (path[0] != '/') {
     *why = rp_asprintf ("'%s' is not an absolute path", path);
     return NULL;
   }
-  int fd = rp_caller_openat (who, AT_FDCWD, path,
-                             O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
-                             0);
+  int fd = rp_caller_open_file (who, path, outside);
   if (fd < 0) {
     if (fd == -EACCES || fd == -EPERM) {
       *rv = RV_ACCESS_DENIED;
@@ -148,6 +190,10 @@ rp_caller_read_file (const struct rp_caller *who, const char *path,
     else if (fd == -ELOOP)
       *why = rp_asprintf ("%s is a symbolic link; name the file itself",
                           path);
+    else if (fd == -EINVAL)
+      *why = rp_asprintf ("%s is not a regular file", path);
+    else if (fd == -EXDEV)
+      *why = rp_asprintf ("%s is inside the rpfs mount", path);
     else
       *why = rp_asprintf ("%s: %s", path, strerror (-fd));
     return NULL;
@@ -156,8 +202,6 @@ rp_caller_read_file (const struct rp_caller *who, const char *path,
   char *text = NULL;
   if (fstat (fd, &st) != 0)
     *why = rp_asprintf ("%s: %s", path, strerror (errno));
-  else if (!S_ISREG (st.st_mode))
-    *why = rp_asprintf ("%s is not a regular file", path);
   else if ((uint64_t) st.st_size > cap)
     *why = rp_asprintf ("%s is larger than %zu bytes, the most rpfs reads "
                         "from a file a caller names", path, cap);

@@ -42,13 +42,26 @@ bool rp_caller_in_group (const struct rp_caller *who, gid_t gid);
 int rp_caller_openat (const struct rp_caller *who, int dirfd,
                       const char *path, int flags, mode_t mode);
 
-/* Read the whole file PATH for WHO: an absolute path, opened as WHO with
- * O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, a regular file of at most CAP bytes.
+/* Open PATH (absolute or relative to the working directory) for reading as
+ * WHO, only if it is a regular file, not a symlink (O_NOFOLLOW), and not
+ * under the directory OUTSIDE (NULL: anywhere): first with O_PATH, which
+ * opens nothing (a FIFO does not block, a file of the rpfs mount does not
+ * start a streamed export), then that same inode with O_RDONLY |
+ * O_NONBLOCK | O_NOCTTY.  A descriptor, or -errno: -ELOOP a symlink,
+ * -EINVAL not a regular file, -EXDEV under OUTSIDE, else open's. */
+int rp_caller_open_file (const struct rp_caller *who, const char *path,
+                         const char *outside);
+/* Is the file open on FD under directory DIR (a real path)? */
+bool rp_fd_under (int fd, const char *dir);
+
+/* Read the whole file PATH for WHO: an absolute path, opened as WHO by
+ * rp_caller_open_file (not under OUTSIDE), of at most CAP bytes.
  * Returns the contents (NUL-terminated, caller frees) with *LEN, or NULL with
  * *WHY (caller frees) and the ReturnValue in *RV: RV_ACCESS_DENIED when WHO
  * may not read it, RV_INVALID_PARAMETER otherwise. */
 char *rp_caller_read_file (const struct rp_caller *who, const char *path,
-                           size_t cap, size_t *len, int *rv, char **why);
+                           const char *outside, size_t cap, size_t *len,
+                           int *rv, char **why);
 
 /* Largest file a caller may hand to a method (import metadata, ...). */
 #define RP_CALLER_FILE_MAX (1u << 20)

@@ -23,26 +23,25 @@
  * symlink followed, never blocking; libarchive reads the descriptor and
  * stops after the two small members (each at most RP_CALLER_FILE_MAX). */
 static int
-read_archive (const struct rp_caller *who, const char *path, char **cfg,
-              size_t *cfglen, char **rec, size_t *reclen, char **why)
+read_archive (const struct rp_caller *who, const char *path,
+              const char *mount_real, char **cfg, size_t *cfglen, char **rec,
+              size_t *reclen, char **why)
 {
   if (path[0] != '/') {
     *why = rp_asprintf ("'%s' is not an absolute path", path);
     return RV_INVALID_PARAMETER;
   }
-  int fd = rp_caller_openat (who, AT_FDCWD, path, O_RDONLY | O_NOFOLLOW
-                             | O_NONBLOCK | O_NOCTTY, 0);
+  int fd = rp_caller_open_file (who, path, mount_real);
   if (fd < 0) {
-    *why = rp_asprintf ("cannot open %s: %s", path, strerror (-fd));
+    *why = fd == -EINVAL ? rp_asprintf ("%s is not a regular file", path)
+      : fd == -EXDEV ? rp_asprintf ("%s is inside the rpfs mount", path)
+      : rp_asprintf ("cannot open %s: %s", path, strerror (-fd));
     return fd == -EACCES || fd == -EPERM ? RV_ACCESS_DENIED
       : RV_INVALID_PARAMETER;
   }
-  struct stat st;
   int rv = RV_INVALID_PARAMETER;
-  if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode))
-    *why = rp_asprintf ("%s is not a regular file", path);
-  else if (rp_arc_read_meta (fd, path, RP_CALLER_FILE_MAX, cfg, cfglen, rec,
-                             reclen, why) == 0)
+  if (rp_arc_read_meta (fd, path, RP_CALLER_FILE_MAX, cfg, cfglen, rec,
+                        reclen, why) == 0)
     rv = RV_OK;
   close (fd);
   return rv;
@@ -72,13 +71,16 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   /* Read as the caller, capped, before taking any lock: a slow or hostile
    * file never holds up the system (caller.h). */
   if (a->npos == 1) {
-    if ((rv = read_archive (who, a->pos[0], &cfg, &cfglen, &rec, &reclen,
-                            why)) != RV_OK)
+    if ((rv = read_archive (who, a->pos[0], sys->core->mount_real, &cfg,
+                            &cfglen, &rec, &reclen, why)) != RV_OK)
       goto out;
   }
-  else if (!(cfg = rp_caller_read_file (who, a->pos[0], RP_CALLER_FILE_MAX,
-                                        &cfglen, &rv, why))
+  else if (!(cfg = rp_caller_read_file (who, a->pos[0],
+                                        sys->core->mount_real,
+                                        RP_CALLER_FILE_MAX, &cfglen, &rv,
+                                        why))
            || !(rec = rp_caller_read_file (who, a->pos[1],
+                                           sys->core->mount_real,
                                            RP_CALLER_FILE_MAX, &reclen, &rv,
                                            why)))
     goto out;

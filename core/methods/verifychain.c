@@ -40,18 +40,6 @@ fds_push (struct rp_fds *f, int fd)
   f->v[f->n++] = fd;
 }
 
-static bool
-under (int fd, const char *dir)
-{
-  char link[64], buf[PATH_MAX];
-  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink (link, buf, sizeof buf - 1);
-  if (n < 0 || !dir)
-    return false;
-  buf[n] = 0;
-  size_t k = strlen (dir);
-  return !strncmp (buf, dir, k) && (buf[k] == '/' || buf[k] == 0);
-}
 
 int
 rp_verify_root (const struct rp_caller *who, const char *path,
@@ -67,7 +55,7 @@ rp_verify_root (const struct rp_caller *who, const char *path,
     *why = rp_asprintf ("%s: %s", path, strerror (-d));
     return d == -EACCES ? RV_ACCESS_DENIED : RV_INVALID_PARAMETER;
   }
-  if (under (d, mount_real)) {
+  if (rp_fd_under (d, mount_real)) {
     close (d);
     *why = rp_asprintf ("%s is inside the rpfs mount", path);
     return RV_INVALID_PARAMETER;
@@ -96,31 +84,14 @@ rp_verify_open_archive (const struct rp_caller *who, const char *path,
     *why = rp_asprintf ("'%s' is not an absolute path", path);
     return RV_INVALID_PARAMETER;
   }
-  /* O_PATH first: nothing is opened (a stream of this mount would start
-   * an export) until it is known to be a regular file outside the mount. */
-  int p = rp_caller_openat (who, AT_FDCWD, path, O_PATH, 0);
-  struct stat st;
-  if (p < 0 || fstat (p, &st) != 0 || !S_ISREG (st.st_mode)) {
-    if (p >= 0)
-      close (p);
-    return RV_OK;               /* not a file: a directory, or an error
-                                   rp_verify_root will name */
-  }
-  if (under (p, mount_real)) {
-    close (p);
+  int f = rp_caller_open_file (who, path, mount_real);
+  if (f == -EXDEV) {
     *why = rp_asprintf ("%s is inside the rpfs mount", path);
     return RV_INVALID_PARAMETER;
   }
-  /* Reopened through the descriptor, as the caller: the same inode. */
-  char self[64];
-  snprintf (self, sizeof self, "/proc/self/fd/%d", p);
-  int f = rp_caller_openat (who, AT_FDCWD, self, O_RDONLY | O_NONBLOCK
-                            | O_NOCTTY, 0);
-  close (p);
-  if (f < 0) {
-    *why = rp_asprintf ("%s: %s", path, strerror (-f));
-    return f == -EACCES ? RV_ACCESS_DENIED : RV_INVALID_PARAMETER;
-  }
+  if (f < 0)
+    return RV_OK;               /* not a file: a directory, or an error
+                                   rp_verify_root will name */
   *fd = f;
   return RV_OK;
 }

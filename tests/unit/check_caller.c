@@ -55,7 +55,7 @@ read_as (const struct rp_caller *who, const char *path, size_t cap)
   size_t len;
   int rv;
   char *why = NULL;
-  char *t = rp_caller_read_file (who, path, cap, &len, &rv, &why);
+  char *t = rp_caller_read_file (who, path, NULL, cap, &len, &rv, &why);
   if (t) {
     ck_assert_ptr_null (why);
     free (t);
@@ -72,7 +72,7 @@ START_TEST (test_read_kinds)
   size_t len;
   int rv;
   char *why = NULL;
-  char *t = rp_caller_read_file (&root, f, 100, &len, &rv, &why);
+  char *t = rp_caller_read_file (&root, f, NULL, 100, &len, &rv, &why);
   ck_assert_str_eq (t, "hello\n");
   ck_assert_uint_eq (len, 6);
   free (t);
