@@ -7,14 +7,14 @@ source "$(dirname "$0")/lib.sh"
 new_store
 add_system vm1 sda:1G
 fill_busy "$(img_of vm1 sda)"
+# The content at rp1, read before rpfs's daemon holds the image.
+qemu-img convert -O raw "$(img_of vm1 sda)" "$WORK/at-rp1.raw"
 MNT=$TMPROOT/mnt
 mount_rpfs "$STORE" "$MNT"
 RPS=$MNT/vm1/referencepoints
 DISK=$MNT/vm1/disks/sda
 
 step "rp1, a change, rp2; the expected content of each"
-qemu-img convert -O raw "$(img_of vm1 sda)" "$WORK/at-rp1.raw" 2>/dev/null ||
-  cp --sparse=always "$DISK" "$WORK/at-rp1.raw"
 mkdir "$RPS/rp1"
 fill_file "$DISK" 0x77 100M 2M
 cp --sparse=always "$DISK" "$WORK/at-rp2.raw"

@@ -39,6 +39,7 @@ st (struct rp_system *sys)
 }
 
 static void qsd_stop (struct rp_system *sys);
+static void stop_daemon (struct rp_system *sys, bool guards);
 
 int
 rp_qmp_timeout_ms (void)
@@ -122,10 +123,17 @@ add_disk (struct rp_system *sys, unsigned i, char **err)
                             "discard", "unmap",
                             "file", "driver", "file", "filename", d->path);
   if (rp_qmp_cmd (sys->qmp, "blockdev-add", args, NULL, &e) != 0) {
-    *err = rp_asprintf ("%s:%d: disk %s (%s): %s", sys->conf_path, d->line,
-                        d->id, d->path, e);
+    /* Another process has the image open for writing (a VM running on
+     * it, qemu-img): not the definition's fault, and it may pass.  The
+     * system is listed and each call tries again (32777 until then). */
+    bool locked = e && strstr (e, "Failed to get") && strstr (e, "lock");
+    *err = locked
+      ? rp_asprintf ("disk %s (%s) is in use by another process (%s); "
+                     "trying again at the next request", d->id, d->path, e)
+      : rp_asprintf ("%s:%d: disk %s (%s): %s", sys->conf_path, d->line,
+                     d->id, d->path, e);
     free (e);
-    return -1;
+    return locked ? -2 : -1;
   }
   char name[32];
   rp_export_name_cur (name, sizeof name, i);
@@ -180,15 +188,17 @@ qsd_start (struct rp_system *sys, char **err)
     *err = rp_asprintf ("qemu-storage-daemon did not answer on QMP: %s "
                         "(see %s)", e, sys->log_path);
     free (e);
-    qsd_stop (sys);
+    stop_daemon (sys, false);
     return -1;
   }
   rp_qemu_read_version (sys);
-  for (unsigned i = 0; i < sys->ndisks; i++)
-    if (add_disk (sys, i, err) != 0) {
-      qsd_stop (sys);
-      return -1;
+  for (unsigned i = 0; i < sys->ndisks; i++) {
+    int r = add_disk (sys, i, err);
+    if (r != 0) {
+      stop_daemon (sys, false);   /* nothing was tracked yet */
+      return r;
     }
+  }
   sys->generation++;
   return 0;       /* then the tracking check (qsd_check_tracking) */
 
@@ -223,14 +233,16 @@ add_guards (struct rp_system *sys)
   }
 }
 
-/* A clean stop keeps the tracking: the guards, then "quit". */
+/* A clean stop keeps the tracking: the guards (GUARDS: the disks were
+ * all added), then "quit". */
 static void
-qsd_stop (struct rp_system *sys)
+stop_daemon (struct rp_system *sys, bool guards)
 {
   if (sys->qmp && rp_qmp_alive (sys->qmp)
       && rp_qmp_timeouts (sys->qmp) < RP_QMP_STUCK) {
     char *e = NULL;
-    add_guards (sys);
+    if (guards)
+      add_guards (sys);
     /* "quit" closes every image, which writes persistent bitmaps. */
     rp_qmp_cmd (sys->qmp, "quit", NULL, NULL, &e);
     free (e);
@@ -246,6 +258,12 @@ qsd_stop (struct rp_system *sys)
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
   }
+}
+
+static void
+qsd_stop (struct rp_system *sys)
+{
+  stop_daemon (sys, true);
 }
 
 /* Before an operation: a daemon that died is reaped, one that answered
