@@ -61,6 +61,10 @@ static la_ssize_t
 arc_write (struct archive *a, void *opaque, const void *buf, size_t len)
 {
   struct rp_arc *c = opaque;
+  if (!c->sink) {               /* being freed: the sink may be gone */
+    archive_set_error (a, ECANCELED, "the archive was abandoned");
+    return -1;
+  }
   int r = c->sink (c->opaque, buf, len);
   if (r < 0) {
     c->sink_err = -r;
@@ -252,8 +256,11 @@ rp_arc_free (struct rp_arc *c)
 {
   if (!c)
     return;
+  /* After a failure or cancel: archive_write_free would still close the
+   * archive and flush it to the sink, which its owner may have freed. */
+  c->sink = NULL;
   if (c->a)
-    archive_write_free (c->a);  /* after a failure: no close, no flush */
+    archive_write_free (c->a);
   archive_entry_free (c->e);
   EVP_MD_CTX_free (c->member);
   free (c);
