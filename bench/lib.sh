@@ -56,7 +56,7 @@ result() {
 }
 
 # now: wall clock in seconds with nanoseconds.
-now() { date +%s.%N; }
+now() { echo "$EPOCHREALTIME"; }
 
 # secs T0 T1: T1 - T0 with 2 decimals.
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -219,21 +219,38 @@ start_export() {
   [[ $rv == 4096 ]] || die "ExportReferencePoint returned $rv"
 }
 
+# _bsleep SECS: sleep without a fork (a read that times out on a FIFO that
+# nobody writes), for polling loops.
+_bsleep() {
+  if [[ -z ${_BSLEEP_FD:-} ]]; then
+    mkfifo "$BWORK/.sleep"
+    exec {_BSLEEP_FD}<>"$BWORK/.sleep"
+  fi
+  read -r -t "$1" -u "$_BSLEEP_FD" _ || true
+}
+
 # wait_job JOB: poll JobState every 20 ms until 7 (10/8: die).  While it
 # waits it watches rpfs's children and records when each helper was first
 # and last seen (PHASE_FIRST[comm], PHASE_LAST[comm]); JOB_DONE is the time
-# the job was seen completed.
+# the job was seen completed.  The loop forks no process: on two cores,
+# a `date`, a `cat` and a `sleep` every 20 ms cost the export being timed
+# several percent of the CPU (docs/performance.md, "The running VM's floor").
 declare -gA PHASE_FIRST=() PHASE_LAST=()
 wait_job() {
-  local dir=$MNT/jobs/$1 state c comm t kids
+  local dir=$MNT/jobs/$1 state c comm t kids f k
   PHASE_FIRST=()
   PHASE_LAST=()
   local deadline=$((SECONDS + 900))
   while :; do
     read -r state <"$dir/JobState" || state=""
-    t=$(now)
-    kids=$(cat /proc/"$RPFS_PID"/task/*/children 2>/dev/null || true)
-    for c in $kids; do
+    t=$EPOCHREALTIME
+    kids=()
+    for f in /proc/"$RPFS_PID"/task/*/children; do
+      k=()
+      read -r -a k 2>/dev/null <"$f" || true
+      kids+=("${k[@]}")
+    done
+    for c in "${kids[@]}"; do
       read -r comm 2>/dev/null <"/proc/$c/comm" || continue
       case $comm in
         qemu-storage-d* | rpfs) continue ;; # rpfs: a fork for a check
@@ -249,6 +266,6 @@ wait_job() {
       8 | 10) die "job $1 ended in JobState $state: $(cat "$dir/ErrorDescription")" ;;
     esac
     ((SECONDS < deadline)) || die "job $1 not done after 900 s"
-    sleep 0.02
+    _bsleep 0.02
   done
 }

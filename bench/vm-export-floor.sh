@@ -4,13 +4,16 @@
 # (rp.<seq>.0 in the VM's own QEMU) straight into a file:
 #   qemu-img convert -O qcow2   (8 coroutines, the tool to beat)
 #   nbdcopy                     (4 connections, many requests in flight)
-# and the same full export of the same disk offline (rpfs's own
+# and the same full export of a copy of the same disk offline (rpfs's own
 # qemu-storage-daemon), so both paths are compared in one run.  The guest is
 # the idle test guest (tests/guest/, no writer); its disk is 8 GiB with
 # 2 GiB of incompressible data; the export runs at export-nice = 0 and
-# export-rate-limit = 0.  Prints each time, the ratios, and the export's
-# phases (copy, then hash and sync).
-#   bench/vm-export-floor.sh        (as root; BENCH_FLOOR_GIB=2 of data)
+# export-rate-limit = 0.  BENCH_RUNS rounds (default 3), each: the offline
+# export, the running VM's export, convert, nbdcopy; prints each time, the
+# export's phases (copy, then hash and sync), and the medians and ranges of
+# the times and of the per-round ratios.
+#   bench/vm-export-floor.sh   (as root; BENCH_FLOOR_GIB=2 of data,
+#                               BENCH_RUNS=3)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -22,6 +25,7 @@ requires() {
   local c
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "command '$c' not found"; done
 }
+requires ss nbdinfo
 cleanup_add() { bcleanup_add "$1"; }
 # shellcheck source-path=SCRIPTDIR source=../tests/vm.sh
 source "$BREPO/tests/vm.sh"
@@ -29,18 +33,23 @@ vm_kit
 vm_accel
 GIB=${BENCH_FLOOR_GIB:-2}
 
+RUNS=${BENCH_RUNS:-3}
+
 STORE=$BWORK/store
 mkdir -p "$STORE/systems" "$BWORK/images"
 IMG=$BWORK/images/f1-sda.qcow2
-say "an 8 GiB disk with $GIB GiB of random data"
+IMG0=$BWORK/images/f0-sda.qcow2
+say "an 8 GiB disk with $GIB GiB of random data (and a copy for the offline system)"
 head -c "$((GIB * 1024))M" /dev/urandom >"$BWORK/data.raw"
 truncate -s 8G "$BWORK/data.raw"
 qemu-img convert -f raw -O qcow2 "$BWORK/data.raw" "$IMG"
+qemu-img convert -f raw -O qcow2 "$BWORK/data.raw" "$IMG0"
 rm -f "$BWORK/data.raw"
 settle
 
-# export_once SYSTEM: a full export of a new reference point of SYSTEM;
-# prints its seconds; EXPORT_COPY / EXPORT_SEAL: its phases.
+# export_once SYSTEM N: a full export of a new reference point bN of SYSTEM;
+# EXPORT_SECS its seconds, EXPORT_COPY until qemu-nbd was last seen (the
+# copy; the rest is the hash and sync).
 export_once() {
   local rpdir=$MNT/$1/referencepoints/b$2 out=$BWORK/out.$1.$2 t0
   mkdir "$rpdir"
@@ -51,50 +60,70 @@ export_once() {
   EXPORT_SECS=$(secs "$t0" "$JOB_DONE")
   EXPORT_COPY=$(secs "$t0" "${PHASE_LAST[qemu-nbd]:-$t0}")
   rm -rf "$out"
+  settle
 }
 
-# ---- offline: rpfs's own storage daemon
-printf 'disk sda = %s\nexport-nice = 0\nexport-rate-limit = 0\n' "$IMG" \
-  >"$STORE/systems/f0.conf"
-mount_rpfs
-export_once f0 1
-OFF=$EXPORT_SECS
-say "offline export: $OFF s (copy until ~$EXPORT_COPY s)"
-rmdir "$MNT/f0/referencepoints/b1"
-umount_rpfs
-rm -f "$STORE/systems/f0.conf"
+# tool_once NAME URI: qemu-img convert -O qcow2 or nbdcopy of URI into a
+# file, with its sync; TOOL_SECS.
+tool_once() {
+  local t0 out=$BWORK/tool.out
+  settle
+  t0=$(now)
+  case $1 in
+    convert) qemu-img convert -O qcow2 "$2" "$out" ;;
+    nbdcopy) nbdcopy "$2" "$out" ;;
+  esac
+  sync -f "$out"
+  TOOL_SECS=$(secs "$t0" "$(now)")
+  rm -f "$out"
+}
 
-# ---- the running VM
+# median V...: the median of the values.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+  if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
+
+# The offline system (rpfs's own storage daemon, on the copy) and the
+# running VM's system in one store, so the rounds interleave in one mount.
+printf 'disk sda = %s\nexport-nice = 0\nexport-rate-limit = 0\n' "$IMG0" \
+  >"$STORE/systems/f0.conf"
 printf 'qmp = %s\ndisk sda = %s\nnode sda = f1-sda\nexport-nice = 0\nexport-rate-limit = 0\n' \
   "$BWORK/f1.qmp" "$IMG" >"$STORE/systems/f1.conf"
 export VM_CMDLINE="rpfs.writer=0"
 vm_start f1 "$IMG"
 mount_rpfs
-export_once f1 1
-VM=$EXPORT_SECS
-say "running-VM export: $VM s (copy until ~$EXPORT_COPY s)"
-# The same reference point's export in the VM's QEMU, read by the tools.
-seq=$(sed -n 's/^Sequence = //p' "$STORE/state/f1/rp/b1/record" 2>/dev/null || true)
-[[ -n $seq ]] || seq=$(ls "$MNT/f1/referencepoints" | wc -l)
-SOCK=$(ls "$STORE"/run/*.nbd | head -n 1)
-URI="nbd+unix:///rp.$seq.0?socket=$SOCK"
-nbdinfo "$URI" >/dev/null || die "cannot read $URI"
-t0=$(now)
-qemu-img convert -O qcow2 "$URI" "$BWORK/convert.qcow2"
-sync -f "$BWORK/convert.qcow2"
-CONVERT=$(secs "$t0" "$(now)")
-rm -f "$BWORK/convert.qcow2"
-say "qemu-img convert -O qcow2 of rp.$seq.0: $CONVERT s"
-t0=$(now)
-nbdcopy "$URI" "$BWORK/nbdcopy.raw"
-sync -f "$BWORK/nbdcopy.raw"
-NBDCOPY=$(secs "$t0" "$(now)")
-rm -f "$BWORK/nbdcopy.raw"
-say "nbdcopy of rp.$seq.0: $NBDCOPY s"
-rmdir "$MNT/f1/referencepoints/b1"
+say "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+OFF=() VM=() CONV=() NBDC=() R_CONV=() R_OFF=()
+for ((r = 1; r <= RUNS; r++)); do
+  export_once f0 "$r"
+  OFF+=("$EXPORT_SECS")
+  say "round $r: offline export $EXPORT_SECS s (copy until ~$EXPORT_COPY s)"
+  export_once f1 "$r"
+  VM+=("$EXPORT_SECS")
+  say "round $r: running-VM export $EXPORT_SECS s (copy until ~$EXPORT_COPY s)"
+  # The same reference point's export in the VM's QEMU, read by the tools.
+  seq=$(sed -n 's/^Sequence = //p' "$STORE/state/f1/rp/b$r/record" 2>/dev/null || true)
+  [[ -n $seq ]] || seq=$r
+  # The VM's NBD socket (the storage daemon of f0 serves another one).
+  sock=$(ss -xlpn | awk -v p="pid=$VM_PID," 'index($0, p) && $5 ~ /\.nbd$/ { print $5; exit }')
+  [[ -n $sock ]] || die "the VM's NBD socket was not found (ss -xlp)"
+  uri="nbd+unix:///rp.$seq.0?socket=$sock"
+  nbdinfo "$uri" >/dev/null || die "cannot read $uri"
+  tool_once convert "$uri"
+  CONV+=("$TOOL_SECS")
+  tool_once nbdcopy "$uri"
+  NBDC+=("$TOOL_SECS")
+  say "round $r: qemu-img convert -O qcow2 of rp.$seq.0 ${CONV[-1]} s, nbdcopy $TOOL_SECS s (load $(cut -d' ' -f1 /proc/loadavg))"
+  R_CONV+=("$(ratio "${VM[-1]}" "${CONV[-1]}")")
+  R_OFF+=("$(ratio "${OFF[-1]}" "${CONV[-1]}")")
+  rmdir "$MNT/f0/referencepoints/b$r" "$MNT/f1/referencepoints/b$r"
+done
+say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 umount_rpfs
 vm_quit f1
 
-result "running-VM full export / qemu-img convert of its NBD export" "$(ratio "$VM" "$CONVERT")" "<= 1.0"
-result "running-VM full export / nbdcopy of its NBD export" "$(ratio "$VM" "$NBDCOPY")"
-result "running-VM full export / the same export offline" "$(ratio "$VM" "$OFF")"
+say "medians of $RUNS rounds (range): running-VM export $(median "${VM[@]}") s ($(spread "${VM[@]}")), offline export $(median "${OFF[@]}") s ($(spread "${OFF[@]}")), qemu-img convert $(median "${CONV[@]}") s ($(spread "${CONV[@]}")), nbdcopy $(median "${NBDC[@]}") s ($(spread "${NBDC[@]}"))"
+result "running-VM full export / qemu-img convert of its NBD export (median of rounds)" "$(median "${R_CONV[@]}") ($(spread "${R_CONV[@]}"))" "<= 1.0"
+result "offline full export / that qemu-img convert (median of rounds)" "$(median "${R_OFF[@]}") ($(spread "${R_OFF[@]}"))"
+result "running-VM full export / nbdcopy of its NBD export (medians)" "$(ratio "$(median "${VM[@]}")" "$(median "${NBDC[@]}")")"
+result "running-VM full export / the same export offline (medians)" "$(ratio "$(median "${VM[@]}")" "$(median "${OFF[@]}")")"

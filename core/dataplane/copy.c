@@ -10,8 +10,11 @@
  *    qcow2), so it shadows the backing file.
  * 2. Copy: WORKERS threads, each with its own source and target connection
  *    (both servers advertise multi-conn), take operations in order from a
- *    shared index.  With a bandwidth cap (ratelimit.h), a worker waits for
- *    its slot before each read; zero writes read nothing and never wait.
+ *    shared index.  An operation is read as requests of at most READ_MAX
+ *    bytes, all in flight at once on the worker's source connection, then
+ *    written as one request.  With a bandwidth cap (ratelimit.h), a worker
+ *    waits for its slot before each read; zero writes read nothing and
+ *    never wait.
  * Thread model: the operation index, byte counters and the first error are
  * atomics or under ctx->lock; libnbd handles are private to a worker. */
 #include <errno.h>
@@ -31,7 +34,15 @@
 #include "blockhash.h"
 
 #define WORKERS 4
-#define OP_MAX (2u << 20)          /* bytes per request */
+#define OP_MAX (2u << 20)          /* bytes per operation and write request */
+/* Bytes per read request.  The source server allocates a buffer for each
+ * request: a VM's QEMU runs with glibc's default malloc settings, which map
+ * and unmap a 2 MiB buffer for every request, so every read faulted 512
+ * fresh pages in and its main loop (the guest's too) spent 3.7 s of CPU
+ * per GiB exported; 256 KiB pieces (nbdcopy's size) cost it 0.9 s
+ * (docs/performance.md, "The running VM's floor"). */
+#define READ_MAX (256u << 10)
+#define READ_PIECES ((OP_MAX + READ_MAX - 1) / READ_MAX)
 #define STATUS_CHUNK (1ull << 30)  /* block status per request (< 4 GiB) */
 
 struct copy_ctx {
@@ -167,6 +178,51 @@ plan (struct copy_ctx *c, struct nbd_handle *h, uint64_t size, char **err)
   return 0;
 }
 
+/* Read LEN bytes at OFF into BUF: requests of at most READ_MAX bytes, up to
+ * READ_PIECES of them in flight at once on H.  Waits for every request it
+ * issued, failed or not, before it returns (they write into BUF).  On
+ * failure: -1, *ERR the first error's errno and *MSG its message. */
+static int
+read_pieces (struct nbd_handle *h, char *buf, uint64_t len, uint64_t off,
+             int *err, char **msg)
+{
+  int64_t cookie[READ_PIECES];
+  uint64_t at = 0;
+  int r = 0;
+  while (at < len && r == 0) {
+    size_t n = 0;
+    for (; n < READ_PIECES && at < len; n++) {
+      uint64_t l = len - at < READ_MAX ? len - at : READ_MAX;
+      cookie[n] = nbd_aio_pread (h, buf + at, l, off + at,
+                                 NBD_NULL_COMPLETION, 0);
+      if (cookie[n] == -1)
+        break;
+      at += l;
+    }
+    if (n < READ_PIECES && at < len) {  /* could not issue one */
+      *err = nbd_get_errno () ?: EIO;
+      *msg = rp_strdup (nbd_get_error () ?: "cannot issue a read");
+      r = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+      int d;
+      while ((d = nbd_aio_command_completed (h, cookie[i])) == 0)
+        if (nbd_poll (h, -1) == -1) {
+          d = -1;
+          break;
+        }
+      if (d == -1 && r == 0) {
+        *err = nbd_get_errno () ?: EIO;
+        *msg = rp_strdup (nbd_get_error () ?: "read failed");
+        r = -1;
+      }
+      if (d == -1 && nbd_aio_is_dead (h))
+        return -1;              /* the others are retired with the handle */
+    }
+  }
+  return r;
+}
+
 static bool
 all_zero (const char *buf, size_t len)
 {
@@ -216,11 +272,13 @@ worker (void *opaque)
     if (op->kind == RP_OP_COPY) {
       if (!rp_rate_wait (c->rate, op->len, c->cancel))
         break;
-      if (nbd_pread (src, buf, op->len, op->off, 0) == -1) {
-        int err = nbd_get_errno ();
-        set_error (c, err ? err : EIO,
-                   rp_asprintf ("reading the point-in-time disk at offset %"
-                                PRIu64 ": %s", op->off, nbd_get_error ()));
+      int rerr = 0;
+      char *rmsg = NULL;
+      if (read_pieces (src, buf, op->len, op->off, &rerr, &rmsg) == -1) {
+        set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
+                                         "offset %" PRIu64 ": %s", op->off,
+                                         rmsg));
+        free (rmsg);
         break;
       }
       int r;

@@ -8,12 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,78 +18,58 @@
 
 #include "internal.h"
 
-#define WINDOW (8u << 20)      /* mapping size, a multiple of the page */
+#define CHUNK (1u << 20)       /* bytes per read(2) of the hash */
 
-/* Reading a mapped file whose page cannot be read (a disk error, or the
- * file cut short under us) raises SIGBUS in the thread that touched it.
- * While a hash runs over a mapping, its thread has a jump target and the
- * handler returns there; anywhere else SIGBUS keeps its default action. */
-static __thread sigjmp_buf *bus_target;
-
-static void
-on_sigbus (int sig)
-{
-  if (bus_target)
-    siglongjmp (*bus_target, 1);
-  signal (sig, SIG_DFL);
-  raise (sig);
-}
-
-static void
-install_sigbus (void)
-{
-  struct sigaction sa = { .sa_handler = on_sigbus };
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGBUS, &sa, NULL);
-}
-
-/* Feed FD's first SIZE bytes to CTX, mapping WINDOW bytes at a time (a
- * whole 4 GiB mapping would count as 4 GiB of rpfs's resident memory);
- * false if a page could not be read (*error EIO), a window could not be
- * mapped (*error: its errno), or STOP (*error 0). */
+/* Feed FD's first SIZE bytes to CTX, read CHUNK bytes at a time into a
+ * buffer; false if a read failed (*error its errno, EIO for a file cut
+ * short under us), or STOP or CANCEL (*error 0).  Reading into a buffer
+ * costs a copy of each byte, but mapping the image 8 MiB at a time and
+ * faulting its pages in cost more on the machine measured: 2.8-4.4 s
+ * against 1.5-2.6 s for 2 GiB (docs/performance.md, "The running VM's
+ * floor"). */
 static bool
-digest_map (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
-            atomic_bool *cancel, int *error)
+digest_read (EVP_MD_CTX *ctx, int fd, size_t size, atomic_bool *stop,
+             atomic_bool *cancel, int *error)
 {
-  sigjmp_buf jb;
-  unsigned char *volatile map = NULL;
-  volatile size_t len = 0;
   *error = 0;
-  if (sigsetjmp (jb, 1)) {
-    bus_target = NULL;
-    munmap (map, len);
-    *error = EIO;
+  char *buf = malloc (CHUNK);
+  if (!buf) {
+    *error = ENOMEM;
     return false;
   }
-  for (size_t off = 0; off < size; off += WINDOW) {
-    if ((stop && atomic_load (stop)) || (cancel && atomic_load (cancel)))
-      return false;
-    len = size - off < WINDOW ? size - off : WINDOW;
-    map = mmap (NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
-    if (map == MAP_FAILED) {
-      *error = errno;
-      return false;
+  bool ok = true;
+  posix_fadvise (fd, 0, (off_t) size, POSIX_FADV_SEQUENTIAL);
+  for (size_t off = 0; off < size && ok;) {
+    if ((stop && atomic_load (stop)) || (cancel && atomic_load (cancel))) {
+      ok = false;
+      break;
     }
-    madvise (map, len, MADV_SEQUENTIAL);
-    bus_target = &jb;
-    EVP_DigestUpdate (ctx, map, len);
-    bus_target = NULL;
-    munmap (map, len);
+    size_t len = size - off < CHUNK ? size - off : CHUNK;
+    ssize_t n = pread (fd, buf, len, (off_t) off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      *error = n < 0 ? errno : EIO;
+      ok = false;
+      break;
+    }
+    if (EVP_DigestUpdate (ctx, buf, (size_t) n) != 1) {
+      *error = ENOMEM;
+      ok = false;
+      break;
+    }
+    off += (size_t) n;
   }
-  return true;
+  free (buf);
+  return ok;
 }
 
 /* Hash FD from its start; STOP or CANCEL (either may be NULL) ends it
- * early.  The file is
- * mapped, so SHA-256 runs straight over the page cache: a read(2) into a
- * buffer first cost 10 % more time on the machine measured
- * (docs/performance.md). */
+ * early. */
 static int
 sha256_fd (int fd, const char *path, atomic_bool *stop, atomic_bool *cancel,
            char hex[65], char **err)
 {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once (&once, install_sigbus);
   struct stat st;
   if (fstat (fd, &st) != 0) {
     *err = rp_asprintf ("%s: %s", path, strerror (errno));
@@ -106,7 +83,7 @@ sha256_fd (int fd, const char *path, atomic_bool *stop, atomic_bool *cancel,
   }
   size_t size = (size_t) st.st_size;
   int error;
-  bool ok = digest_map (ctx, fd, size, stop, cancel, &error);
+  bool ok = digest_read (ctx, fd, size, stop, cancel, &error);
   if (!ok)
     *err = error ? rp_asprintf ("%s: %s", path, strerror (error))
       : rp_strdup (strerror (ECANCELED));
