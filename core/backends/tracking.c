@@ -355,6 +355,58 @@ adopt (struct rp_refpoint *rp, char **err)
   return r == 0 ? rp_fleece_exports (rp, err) : r;
 }
 
+/* Reference point RP after a (re)start: its bitmaps BM say whether its
+ * tracking survived (else it is marked broken); its point-in-time data is
+ * adopted (a running VM kept it) or re-attached (GUARD_OK: nothing wrote
+ * the disks meanwhile), else dropped. */
+static void
+check_one (struct rp_system *sys, struct rp_refpoint *rp,
+           const struct rp_bitmaps *bm, bool guard_ok, bool adopt_running)
+{
+  for (size_t j = 0; rp->disk_ids[j]; j++) {
+    int di = rp_disk_index (sys, rp->disk_ids[j]);
+    const struct rp_bitmap *b = di < 0 ? NULL
+      : rp_bitmaps_find (&bm[di], rp->bitmap);
+    CLEANUP_FREE char *why = NULL;
+    if (di < 0)
+      why = rp_asprintf ("disk %s is no longer part of the system",
+                         rp->disk_ids[j]);
+    else if (!b)
+      why = rp_asprintf ("the change tracking bitmap on disk %s is missing "
+                         "(QEMU was stopped without writing it)",
+                         rp->disk_ids[j]);
+    else if (b->inconsistent)
+      why = rp_asprintf ("the change tracking bitmap on disk %s is "
+                         "inconsistent (QEMU was killed while it was in "
+                         "use)", rp->disk_ids[j]);
+    if (why) {
+      rp_refpoint_set_broken (rp, why);
+      break;
+    }
+  }
+  pthread_mutex_lock (&sys->core->lock);
+  bool had = rp->has_data;
+  pthread_mutex_unlock (&sys->core->lock);
+  if (!had)
+    return;
+  CLEANUP_FREE char *why = NULL;
+  bool ok = adopt_running ? adopt (rp, &why) == 0
+    : guard_ok && reattach (rp, &why) == 0;
+  if (!ok) {
+    fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
+             sys->name, rp->name,
+             why ? why : "QEMU did not stop cleanly, or something wrote "
+             "the disks while rpfs was not running");
+    fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
+  }
+  pthread_mutex_lock (&sys->core->lock);
+  rp->has_data = ok;
+  if (!ok)
+    rp->layers = 0;
+  rp_refpoint_save (rp);
+  pthread_mutex_unlock (&sys->core->lock);
+}
+
 int
 rp_qemu_check_tracking (struct rp_system *sys, bool adopt_running)
 {
@@ -386,51 +438,8 @@ rp_qemu_check_tracking (struct rp_system *sys, bool adopt_running)
   }
   pthread_mutex_unlock (&sys->core->lock);
 
-  for (size_t k = 0; k < nrps; k++) {
-    struct rp_refpoint *rp = rps[k];
-    for (size_t j = 0; rp->disk_ids[j]; j++) {
-      int di = rp_disk_index (sys, rp->disk_ids[j]);
-      const struct rp_bitmap *b = di < 0 ? NULL
-        : rp_bitmaps_find (&bm[di], rp->bitmap);
-      CLEANUP_FREE char *why = NULL;
-      if (di < 0)
-        why = rp_asprintf ("disk %s is no longer part of the system",
-                           rp->disk_ids[j]);
-      else if (!b)
-        why = rp_asprintf ("the change tracking bitmap on disk %s is missing "
-                           "(QEMU was stopped without writing it)",
-                           rp->disk_ids[j]);
-      else if (b->inconsistent)
-        why = rp_asprintf ("the change tracking bitmap on disk %s is "
-                           "inconsistent (QEMU was killed while it was in "
-                           "use)", rp->disk_ids[j]);
-      if (why) {
-        rp_refpoint_set_broken (rp, why);
-        break;
-      }
-    }
-    pthread_mutex_lock (&sys->core->lock);
-    bool had = rp->has_data;
-    pthread_mutex_unlock (&sys->core->lock);
-    if (!had)
-      continue;
-    CLEANUP_FREE char *why = NULL;
-    bool ok = adopt_running ? adopt (rp, &why) == 0
-      : guard_ok && reattach (rp, &why) == 0;
-    if (!ok) {
-      fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
-               sys->name, rp->name,
-               why ? why : "QEMU did not stop cleanly, or something wrote "
-               "the disks while rpfs was not running");
-      fleece_teardown (rp, rp_strv_len (rp->disk_ids), true);
-    }
-    pthread_mutex_lock (&sys->core->lock);
-    rp->has_data = ok;
-    if (!ok)
-      rp->layers = 0;
-    rp_refpoint_save (rp);
-    pthread_mutex_unlock (&sys->core->lock);
-  }
+  for (size_t k = 0; k < nrps; k++)
+    check_one (sys, rps[k], bm, guard_ok, adopt_running);
   for (size_t k = 0; k < nrps; k++)
     rp_refpoint_put (rps[k]);
   free (rps);
