@@ -385,6 +385,30 @@ rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
   return r;
 }
 
+/* The workers, against the qemu-nbd serving SOCK: 0, or EIO with *ERR. */
+static int
+run_workers (struct copy_ctx *c, const char *sock, char **err)
+{
+  /* qemu-nbd exits when its last client leaves: hold one connection for
+   * the whole copy, so a worker that finishes early cannot end it before a
+   * slower one has connected. */
+  struct nbd_handle *keeper = connect_to (sock, NULL, NULL, err);
+  if (!keeper)
+    return EIO;
+  pthread_t t[WORKERS];
+  int nt = 0;
+  for (; nt < WORKERS; nt++)
+    if (pthread_create (&t[nt], NULL, worker, c) != 0)
+      break;
+  if (nt == 0)
+    worker (c);
+  for (int i = 0; i < nt; i++)
+    pthread_join (t[i], NULL);
+  nbd_shutdown (keeper, 0);
+  nbd_close (keeper);
+  return 0;
+}
+
 int
 rp_copy_disk (const char *src_sock, const char *src_export,
               const char *bitmap, const char *dst_path, const char *dst_name,
@@ -438,25 +462,8 @@ rp_copy_disk (const char *src_sock, const char *src_export,
     r = EIO;
     goto out;
   }
-  /* qemu-nbd exits when its last client leaves: hold one connection for
-   * the whole copy, so a worker that finishes early cannot end it before a
-   * slower one has connected. */
-  struct nbd_handle *keeper = connect_to (sock, NULL, NULL, err);
-  if (!keeper) {
-    r = EIO;
+  if ((r = run_workers (&c, sock, err)) != 0)
     goto out;
-  }
-  pthread_t t[WORKERS];
-  int nt = 0;
-  for (; nt < WORKERS; nt++)
-    if (pthread_create (&t[nt], NULL, worker, &c) != 0)
-      break;
-  if (nt == 0)
-    worker (&c);
-  for (int i = 0; i < nt; i++)
-    pthread_join (t[i], NULL);
-  nbd_shutdown (keeper, 0);
-  nbd_close (keeper);
   if (c.err) {
     r = c.err;
     *err = c.msg;
