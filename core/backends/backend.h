@@ -4,6 +4,8 @@
  *
  *   rp_backend_qsd   qsd.c   rpfs's own qemu-storage-daemon (offline disks)
  *   rp_backend_vm    vm.c    a running VM's QEMU ("qmp = SOCKET")
+ *   rp_backend_libvirt  libvirt.c  a libvirt domain ("libvirt-domain =
+ *                    NAME"): checkpoints and pull-mode backup jobs
  *
  * Both are QEMU and share their block graph code (qemu.c, tracking.c,
  * bitmaps.c: the "QEMU family", qemu.h), which fills most of their slots.
@@ -137,6 +139,7 @@ struct rp_backend {
 
 extern const struct rp_backend rp_backend_qsd;
 extern const struct rp_backend rp_backend_vm;
+extern const struct rp_backend rp_backend_libvirt;
 
 /* backend.c: the generic layer. */
 /* The backend that serves systems defined by CONF. */
