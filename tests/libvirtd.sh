@@ -59,8 +59,22 @@ _lv_start_one() {
   _LV_STARTED+=("$(cat "$pidfile")")
 }
 
+# libvirt starts each QEMU in a private mount namespace, a copy of the
+# host's mounts taken as the domain starts and slave to / : a domain started
+# while rpfs is mounted keeps the rpfs mount alive after fusermount3 -u
+# unless the unmount propagates, i.e. unless the mount point lies in a
+# shared mount (systemd makes / shared; this container does not).  So
+# TMPROOT, where the tests mount rpfs, becomes a shared bind mount.
+_lv_shared_tmproot() {
+  findmnt -n -o PROPAGATION --target "$TMPROOT" | grep -q shared && return 0
+  mount --bind "$TMPROOT" "$TMPROOT"
+  mount --make-shared "$TMPROOT"
+  cleanup_add "umount -l $(printf %q "$TMPROOT") 2>/dev/null || true"
+}
+
 lv_daemon() {
   requires virsh libvirtd virtlogd
+  _lv_shared_tmproot
   if _lv_answers; then
     return 0
   fi

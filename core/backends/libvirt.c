@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "lvirt.h"
+#include "proc.h"
 
 #define DEFAULT_URI "qemu:///system"
 
@@ -385,14 +386,29 @@ lv_revive (struct rp_system *sys)
   return 1;
 }
 
+/* Also after a failed read: the QEMU serving the backup job may be gone
+ * before libvirt has noticed (its event comes a moment later). */
 static int
 lv_ping (struct rp_system *sys, char **err)
 {
+  struct lv_state *s = lv_st (sys);
   if (!lv_alive (sys) || !same_domain (sys)) {
     *err = rp_asprintf ("libvirt domain %s is not running",
                         sys->conf->libvirt_domain);
     return -1;
   }
+  pthread_mutex_lock (&s->mu);
+  bool job = s->job_cp != NULL;
+  pthread_mutex_unlock (&s->mu);
+  int fd = job ? rp_unix_connect (s->sock) : -2;
+  if (fd == -1) {
+    *err = rp_asprintf ("the NBD server of domain %s's backup job is gone "
+                        "(%s): the domain stopped", sys->conf->libvirt_domain,
+                        strerror (errno));
+    return -1;
+  }
+  if (fd >= 0)
+    close (fd);
   return 0;
 }
 
