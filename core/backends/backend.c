@@ -278,6 +278,14 @@ rp_backend_has_tracking (struct rp_system *sys, size_t di,
   return sys->backend->has_tracking (sys, di, tracking, why);
 }
 
+int
+rp_backend_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                     char **why)
+{
+  return sys->backend->imported ? sys->backend->imported (sys, rp, why)
+    : RV_OK;
+}
+
 bool
 rp_backend_io_stats (struct rp_system *sys, uint64_t *ops, uint64_t *ns)
 {

@@ -478,5 +478,6 @@ const struct rp_backend rp_backend_libvirt = {
   .changes_open = rp_lv_changes_open,
   /* no changes_close: the job's export stays until its data is dropped */
   .has_tracking = rp_lv_has_tracking,
+  .imported = rp_lv_imported,
   /* no io_stats: export pacing by the guest is the qmp backend's */
 };

@@ -62,6 +62,8 @@ int rp_lv_destroy (struct rp_system *sys, struct rp_refpoint *rp,
                    char **why);
 int rp_lv_has_tracking (struct rp_system *sys, size_t di,
                         const char *tracking, char **why);
+int rp_lv_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                    char **why);
 
 /* lvjob.c: the backup job (point-in-time data). */
 int rp_lv_job_begin (struct rp_system *sys, struct rp_refpoint *rp,

@@ -120,8 +120,10 @@ rp_lv_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   return RV_OK;
 }
 
-/* Import: the disk still carries the tracking if libvirt still has the
- * checkpoint. */
+/* Import, per disk: the tracking is there if libvirt still has the
+ * checkpoint; if libvirt lost it (its metadata deleted, the domain defined
+ * anew), whether the disk still carries the bitmap is for libvirt to
+ * validate when the checkpoint is redefined (rp_lv_imported). */
 int
 rp_lv_has_tracking (struct rp_system *sys, size_t di, const char *tracking,
                     char **why)
@@ -134,10 +136,41 @@ rp_lv_has_tracking (struct rp_system *sys, size_t di, const char *tracking,
     return 1;
   }
   virErrorPtr e = virGetLastError ();
-  if (e && e->code == VIR_ERR_NO_DOMAIN_CHECKPOINT) {
-    *why = rp_strdup ("missing");
-    return 0;
-  }
+  if (e && e->code == VIR_ERR_NO_DOMAIN_CHECKPOINT)
+    return 1;
   *why = rp_lv_error ();
   return -1;
+}
+
+/* Redefine the checkpoint libvirt lost, validated: libvirt checks that
+ * every disk still carries its bitmap. */
+int
+rp_lv_imported (struct rp_system *sys, struct rp_refpoint *rp, char **why)
+{
+  struct lv_state *s = lv_st (sys);
+  virDomainCheckpointPtr cp =
+    virDomainCheckpointLookupByName (s->dom, rp->bitmap, 0);
+  if (cp) {
+    virDomainCheckpointFree (cp);
+    return RV_OK;
+  }
+  CLEANUP_FREE char *desc = rp_asprintf ("rpfs reference point %s",
+                                         rp->name);
+  CLEANUP_FREE char *xml = rp_lvxml_checkpoint_redefine (
+    rp->bitmap, desc, (long long) rp->created, rp->disk_ids);
+  cp = virDomainCheckpointCreateXML (
+    s->dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE
+    | VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE);
+  if (!cp) {
+    CLEANUP_FREE char *e = rp_lv_error ();
+    *why = rp_asprintf ("the disks no longer carry the change tracking of "
+                        "'%s': libvirt cannot redefine checkpoint %s: %s",
+                        rp->name, rp->bitmap, e);
+    return virDomainIsActive (s->dom) == 1 ? RV_INVALID_STATE
+      : RV_NOT_AVAILABLE;
+  }
+  virDomainCheckpointFree (cp);
+  fprintf (stderr, "rpfs: %s/%s: checkpoint %s redefined in libvirt\n",
+           sys->name, rp->name, rp->bitmap);
+  return RV_OK;
 }

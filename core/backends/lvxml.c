@@ -272,6 +272,29 @@ rp_lvxml_checkpoint (const char *name, const char *description,
 }
 
 char *
+rp_lvxml_checkpoint_redefine (const char *name, const char *description,
+                              long long created, char *const *disks)
+{
+  xmlDocPtr doc = xmlNewDoc ((const xmlChar *) "1.0");
+  xmlNodePtr root = xmlNewNode (NULL, (const xmlChar *) "domaincheckpoint");
+  xmlDocSetRootElement (doc, root);
+  child (root, "name", name);
+  if (description)
+    child (root, "description", description);
+  char t[32];
+  snprintf (t, sizeof t, "%lld", created);
+  child (root, "creationTime", t);
+  xmlNodePtr list = child (root, "disks", NULL);
+  for (size_t i = 0; disks && disks[i]; i++) {
+    xmlNodePtr d = child (list, "disk", NULL);
+    prop (d, "name", disks[i]);
+    prop (d, "checkpoint", "bitmap");
+    prop (d, "bitmap", name);
+  }
+  return dump (doc);
+}
+
+char *
 rp_lvxml_backup_pull (const char *incremental, const char *socket,
                       char *const *disks, char *const *scratch,
                       char *const *others)

@@ -168,6 +168,8 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
   free (disks);
   rp->dir = rp_asprintf ("%s/rp/%s", sys->statedir, name);
   rp->job_id = rp_strdup (job->id);
+  if ((rv = rp_backend_imported (sys, rp, why)) != RV_OK)
+    goto out;
   cfgpath = rp_asprintf ("%s/config", rp->dir);
   if (rp_mkdir_p (rp->dir, 0755) != 0
       || rp_write_file_atomic (cfgpath, cfg, cfglen, 0644) != 0
