@@ -115,7 +115,8 @@ _lv_cleanup_domain() {
     virsh -c "$LV_URI" undefine "$1" >/dev/null 2>&1 || true
 }
 
-# lv_xml NAME DISK.qcow2...: the domain XML on stdout.
+# lv_xml NAME DISK.qcow2...: the domain XML on stdout (LV_UUID: the uuid of
+# the domain it redefines).
 lv_xml() {
   local name=$1 i dev disks="" agent=""
   shift
@@ -137,7 +138,8 @@ lv_xml() {
   fi
   cat <<EOF
 <domain type='qemu'>
-  <name>$name</name>
+  <name>$name</name>${LV_UUID:+
+  <uuid>$LV_UUID</uuid>}
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os>

@@ -420,24 +420,23 @@ lv_freezable (struct rp_system *sys)
   return lv_st (sys)->agent;
 }
 
+/* As for a qmp system (agent.c): a guest that cannot be frozen now (no
+ * agent answering, a hook that refuses) is 32770, which
+ * consistency-fallback = crash may turn into a crash-consistent
+ * reference point. */
 static int
 lv_freeze (struct rp_system *sys, void **token, char **why)
 {
   static int frozen;
-  if (virDomainFSFreeze (lv_st (sys)->dom, NULL, 0, 0) >= 0) {
+  struct lv_state *s = lv_st (sys);
+  if (virDomainFSFreeze (s->dom, NULL, 0, 0) >= 0) {
     *token = &frozen;
     return RV_OK;
   }
-  virErrorPtr e = virGetLastError ();
-  int code = e ? e->code : 0;
   CLEANUP_FREE char *m = rp_lv_error ();
-  *why = rp_asprintf ("libvirt could not freeze the guest's file systems: "
-                      "%s", m);
-  if (code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_AGENT_UNSYNCED
-      || code == VIR_ERR_OPERATION_UNSUPPORTED
-      || code == VIR_ERR_ARGUMENT_UNSUPPORTED || code == VIR_ERR_NO_SUPPORT)
-    return RV_NOT_SUPPORTED;
-  return RV_FAILED;
+  *why = rp_asprintf ("the guest could not be frozen (libvirt: %s)", m);
+  return virDomainIsActive (s->dom) == 1 ? RV_NOT_SUPPORTED
+    : RV_NOT_AVAILABLE;
 }
 
 static void
