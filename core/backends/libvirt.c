@@ -128,6 +128,7 @@ set_disks (struct rp_system *sys, const struct lv_domxml *x, char **err)
     }
   }
   if (r == 0 && sys->ndisks == 0) {
+    free (sys->disks);          /* the empty list of system.c */
     sys->disks = v;             /* first attach: before the mount serves */
     sys->ndisks = n;
     return 0;

@@ -163,8 +163,9 @@ rp_lvxml_backup (const char *xml, size_t len, struct lv_backupxml *out,
     *err = rp_strdup ("the XML is not a libvirt backup (no <domainbackup>)");
     goto out;
   }
-  CLEANUP_FREE char *mode = str (ctx, NULL, "/domainbackup/@mode");
+  char *mode = str (ctx, NULL, "/domainbackup/@mode");
   out->pull = eq (mode, "pull");
+  free (mode);
   out->incremental = str (ctx, NULL, "/domainbackup/incremental");
   out->socket = str (ctx, NULL, "/domainbackup/server"
                      "[@transport='unix']/@socket");
