@@ -230,11 +230,11 @@ rp_lv_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
 {
   struct lv_state *s = lv_st (sys);
   (void) tag;
-  int rv = RV_OK;
+  int rv = RV_INVALID_STATE;
   pthread_mutex_lock (&s->mu);
   if (!holds (s, rp) || !s->exp_name || di >= sys->ndisks)
     *why = rp_asprintf ("reference point '%s' has no backup job in libvirt",
-                        rp->name), rv = RV_INVALID_STATE;
+                        rp->name);
   else if (!s->job_base || strcmp (s->job_base, base->bitmap)
            || !s->exp_bitmap[di])
     *why = rp_asprintf ("libvirt's backup job of '%s' (one per domain, "
@@ -244,11 +244,12 @@ rp_lv_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
                         s->job_base ? "the reference point before it"
                         : "nothing (there was none before it)", base->name,
                         rp->name, s->job_base ? ", or from the reference "
-                        "point just before it" : ""), rv = RV_INVALID_STATE;
+                        "point just before it" : "");
   else {
     ep->sock = rp_strdup (s->sock);
     ep->name = rp_strdup (s->exp_name[di]);
     ep->bitmap = rp_strdup (s->exp_bitmap[di]);
+    rv = RV_OK;
   }
   pthread_mutex_unlock (&s->mu);
   return rv;
