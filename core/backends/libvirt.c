@@ -57,17 +57,21 @@ lv_detach (struct rp_system *sys)
   struct lv_state *s = lv_st (sys);
   rp_lv_unwatch (sys);
   rp_lv_job_forget (sys);
+  if (s->mu_init)
+    pthread_mutex_lock (&s->cmu);
   if (s->dom)
     virDomainFree (s->dom);
   if (s->conn)
     virConnectClose (s->conn);
   s->dom = NULL;
   s->conn = NULL;
-  rp_strv_free (s->others);
-  s->others = NULL;
   free (s->sockdir);
   free (s->sock);
   s->sockdir = s->sock = NULL;
+  if (s->mu_init)
+    pthread_mutex_unlock (&s->cmu);
+  rp_strv_free (s->others);
+  s->others = NULL;
 }
 
 /* ---- disks ---- */
@@ -208,6 +212,7 @@ open_domain (struct rp_system *sys, char **err)
   struct lv_state *s = lv_st (sys);
   if (!s->mu_init) {
     pthread_mutex_init (&s->mu, NULL);
+    pthread_mutex_init (&s->cmu, NULL);
     s->mu_init = true;
   }
   if (rp_lv_init (err) != 0)
@@ -359,8 +364,13 @@ static bool
 lv_alive (struct rp_system *sys)
 {
   struct lv_state *s = lv_st (sys);
-  return s->conn && s->dom && virConnectIsAlive (s->conn) == 1
+  if (!s->mu_init)
+    return false;
+  pthread_mutex_lock (&s->cmu);
+  bool r = s->conn && s->dom && virConnectIsAlive (s->conn) == 1
     && !(s->watch && atomic_load (&s->watch->gone));
+  pthread_mutex_unlock (&s->cmu);
+  return r;
 }
 
 /* Still the same running domain (not stopped, not started again)? */
@@ -368,8 +378,13 @@ static bool
 same_domain (struct rp_system *sys)
 {
   struct lv_state *s = lv_st (sys);
-  virDomainPtr d = virDomainLookupByName (s->conn, sys->conf->libvirt_domain);
+  if (!s->mu_init)
+    return false;
+  pthread_mutex_lock (&s->cmu);
+  virDomainPtr d = s->conn ? virDomainLookupByName (
+    s->conn, sys->conf->libvirt_domain) : NULL;
   bool same = d && virDomainIsActive (d) == 1 && virDomainGetID (d) == s->domid;
+  pthread_mutex_unlock (&s->cmu);
   if (d)
     virDomainFree (d);
   return same;
@@ -401,7 +416,10 @@ lv_ping (struct rp_system *sys, char **err)
   pthread_mutex_lock (&s->mu);
   bool job = s->job_cp != NULL;
   pthread_mutex_unlock (&s->mu);
-  int fd = job ? rp_unix_connect (s->sock) : -2;
+  pthread_mutex_lock (&s->cmu);
+  CLEANUP_FREE char *sock = job && s->sock ? rp_strdup (s->sock) : NULL;
+  pthread_mutex_unlock (&s->cmu);
+  int fd = sock ? rp_unix_connect (sock) : -2;
   if (fd == -1) {
     *err = rp_asprintf ("the NBD server of domain %s's backup job is gone "
                         "(%s): the domain stopped", sys->conf->libvirt_domain,

@@ -142,7 +142,11 @@ void
 rp_lv_unwatch (struct rp_system *sys)
 {
   struct lv_state *s = lv_st (sys);
+  if (!s->mu_init)
+    return;
+  pthread_mutex_lock (&s->cmu);   /* lv_alive reads the watch */
   if (s->watch && s->conn)
     virConnectDomainEventDeregisterAny (s->conn, s->cb_id);
   s->watch = NULL;              /* libvirt frees it */
+  pthread_mutex_unlock (&s->cmu);
 }

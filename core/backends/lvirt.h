@@ -30,6 +30,9 @@ struct lv_state {
   /* The domain's one backup job, when rpfs's (mu: disk_endpoint runs
    * without op_lock). */
   pthread_mutex_t mu;
+  /* cmu: the connection and domain handles; rp_backend_answers may ask
+   * (alive, ping) without op_lock while a revive closes them. */
+  pthread_mutex_t cmu;
   bool mu_init;
   char *job_cp;                 /* the checkpoint created with it (the
                                    reference point holding data) */
