@@ -15,7 +15,7 @@ MANDIR ?= $(PREFIX)/share/man
 CC ?= gcc
 PKG_CONFIG ?= pkg-config
 
-CORE_PKGS := libnbd jansson libcrypto libarchive
+CORE_PKGS := libnbd jansson libcrypto libarchive libvirt libxml-2.0
 FS_PKGS := fuse3
 ALL_PKGS := $(CORE_PKGS) $(FS_PKGS)
 

@@ -15,6 +15,11 @@ PACKAGES=(
   libnbd-dev libnbd-bin
   libjansson-dev
   libssl-dev
+  # the libvirt backend (libvirt-domain = NAME): libvirt's C API, libxml2
+  # for its XML; the tests start their own libvirtd (tests/libvirtd.sh);
+  # virtnbdbackup is the peer of bench/peer-virtnbdbackup.sh
+  libvirt-dev libxml2-dev libvirt-daemon libvirt-daemon-driver-qemu
+  libvirt-clients virtnbdbackup
   qemu-utils qemu-system-common
   # make fuzz: libFuzzer targets (tests/fuzz/)
   clang libclang-rt-14-dev

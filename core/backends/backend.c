@@ -20,7 +20,10 @@ rp_endpoint_clear (struct rp_endpoint *ep)
 const struct rp_backend *
 rp_backend_for (const struct rp_conf *conf)
 {
-  /* "qmp = SOCKET": a running VM owns the disks. */
+  /* "libvirt-domain = NAME": libvirt's API; "qmp = SOCKET": a running
+   * VM owns the disks; else rpfs's own storage daemon. */
+  if (conf->libvirt_domain)
+    return &rp_backend_libvirt;
   return conf->qmp ? &rp_backend_vm : &rp_backend_qsd;
 }
 
@@ -273,6 +276,14 @@ rp_backend_has_tracking (struct rp_system *sys, size_t di,
     return -1;
   }
   return sys->backend->has_tracking (sys, di, tracking, why);
+}
+
+int
+rp_backend_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                     char **why)
+{
+  return sys->backend->imported ? sys->backend->imported (sys, rp, why)
+    : RV_OK;
 }
 
 bool

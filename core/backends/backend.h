@@ -4,6 +4,8 @@
  *
  *   rp_backend_qsd   qsd.c   rpfs's own qemu-storage-daemon (offline disks)
  *   rp_backend_vm    vm.c    a running VM's QEMU ("qmp = SOCKET")
+ *   rp_backend_libvirt  libvirt.c  a libvirt domain ("libvirt-domain =
+ *                    NAME"): checkpoints and pull-mode backup jobs
  *
  * Both are QEMU and share their block graph code (qemu.c, tracking.c,
  * bitmaps.c: the "QEMU family", qemu.h), which fills most of their slots.
@@ -130,6 +132,13 @@ struct rp_backend {
    * 0 no, *why one word ("missing", "inconsistent"); -1 cannot tell, *why. */
   int (*has_tracking) (struct rp_system *sys, size_t di,
                        const char *tracking, char **why);
+  /* Import registered RP (RCT based, its record not yet written) after
+   * has_tracking found it on every disk: a server that keeps its own
+   * record of the tracking learns it again (libvirt: the checkpoint is
+   * redefined).  RV_OK, or an RV with *why (the import fails).  NULL:
+   * nothing to do. */
+  int (*imported) (struct rp_system *sys, struct rp_refpoint *rp,
+                   char **why);
   /* The guest's I/O so far, over all its devices: requests and their summed
    * latency (export pacing, adapt.c).  false: not available. */
   bool (*io_stats) (struct rp_system *sys, uint64_t *ops, uint64_t *ns);
@@ -137,6 +146,7 @@ struct rp_backend {
 
 extern const struct rp_backend rp_backend_qsd;
 extern const struct rp_backend rp_backend_vm;
+extern const struct rp_backend rp_backend_libvirt;
 
 /* backend.c: the generic layer. */
 /* The backend that serves systems defined by CONF. */
@@ -190,6 +200,8 @@ void rp_backend_changes_close (struct rp_system *sys, size_t di,
                                struct rp_endpoint *ep);
 int rp_backend_has_tracking (struct rp_system *sys, size_t di,
                              const char *tracking, char **why);
+int rp_backend_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                         char **why);
 bool rp_backend_io_stats (struct rp_system *sys, uint64_t *ops,
                           uint64_t *ns);
 

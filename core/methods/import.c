@@ -226,7 +226,9 @@ rp_import (struct rp_system *sys, const char *buf, size_t len,
     rv = check_system (sys, &r, why);
   if (rv == RV_OK && job) {
     rp = new_refpoint (sys, &r, kv, job);
-    if ((rv = register_rp (sys, rp, cfg, cfglen, job, why)) == RV_OK) {
+    /* The backend's own records first (libvirt: redefine the checkpoint). */
+    if ((rv = rp_backend_imported (sys, rp, why)) == RV_OK
+        && (rv = register_rp (sys, rp, cfg, cfglen, job, why)) == RV_OK) {
       *out = rp;
       rp = NULL;
     }

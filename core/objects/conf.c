@@ -17,7 +17,8 @@
 #define NAME_RULE "allowed: letters, digits, '_', '.', '-'; 1 to 64 characters"
 #define KNOWN_KEYS "VirtualSystemIdentifier, disk, node, qmp, guest-agent, " \
   "guest-agent-timeout, consistency-fallback, vm-definition, description, " \
-  "export-rate-limit, export-nice, export-compression-level, owner, group"
+  "export-rate-limit, export-nice, export-compression-level, owner, group, " \
+  "libvirt-domain, libvirt-uri"
 
 /* A byte range of the input. */
 struct span {
@@ -129,7 +130,7 @@ struct parser {
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
   unsigned fallback_line, vmdef_line, rate_line, nice_line, level_line;
-  unsigned owner_line, group_line;
+  unsigned owner_line, group_line, lvdom_line, lvuri_line;
   struct node_line *nodes;
   size_t nnodes;
 };
@@ -392,7 +393,9 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
       && !span_is (word, "export-rate-limit")
       && !span_is (word, "export-nice")
       && !span_is (word, "export-compression-level")
-      && !span_is (word, "owner") && !span_is (word, "group")) {
+      && !span_is (word, "owner") && !span_is (word, "group")
+      && !span_is (word, "libvirt-domain")
+      && !span_is (word, "libvirt-uri")) {
     set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
              KNOWN_KEYS ")", (int) key.len, key.p);
     return false;
@@ -439,6 +442,12 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
     return parse_ident (ps, lineno, span_is (word, "owner"), val);
   if (span_is (word, "export-rate-limit"))
     return parse_rate (ps, lineno, val);
+  if (span_is (word, "libvirt-domain"))
+    return set_once (ps, lineno, "libvirt-domain", &ps->lvdom_line,
+                     &ps->c->libvirt_domain, val);
+  if (span_is (word, "libvirt-uri"))
+    return set_once (ps, lineno, "libvirt-uri", &ps->lvuri_line,
+                     &ps->c->libvirt_uri, val);
 
   /* disk ID = PATH, node ID = NODENAME */
   const char *usage = span_is (word, "disk")
@@ -465,7 +474,20 @@ check_conf (struct parser *ps)
 {
   struct rp_conf *c = ps->c;
 
-  if (c->ndisks == 0) {
+  if (c->libvirt_domain && c->qmp) {
+    set_err (ps->err, ps->file, ps->qmp_line, "'qmp' and 'libvirt-domain' "
+             "(line %u) exclude each other: libvirt owns its domain's "
+             "monitor", ps->lvdom_line);
+    return false;
+  }
+  if (c->libvirt_uri && !c->libvirt_domain) {
+    set_err (ps->err, ps->file, ps->lvuri_line, "'libvirt-uri' needs a "
+             "'libvirt-domain = NAME' line");
+    return false;
+  }
+  /* A libvirt domain's disks come from its XML; disk lines may repeat
+   * them (checked against the domain at start). */
+  if (c->ndisks == 0 && !c->libvirt_domain) {
     set_err (ps->err, ps->file, 0, "no 'disk ID = PATH' line");
     return false;
   }
@@ -571,6 +593,8 @@ rp_conf_free (struct rp_conf *c)
   free (c->name);
   free (c->uuid);
   free (c->qmp);
+  free (c->libvirt_domain);
+  free (c->libvirt_uri);
   free (c->agent);
   free (c->vm_definition);
   free (c->description);

@@ -40,6 +40,9 @@ struct rp_conf {
   gid_t group;                /* "group = GROUP" (name or gid, default 0):
                                  with root, the system's operators
                                  (access.c) */
+  char *libvirt_domain;       /* "libvirt-domain = NAME": the system is that
+                                 libvirt domain (disks from its XML) */
+  char *libvirt_uri;          /* "libvirt-uri = URI", NULL: qemu:///system */
   char *text;                 /* the whole file, as read */
 };
 

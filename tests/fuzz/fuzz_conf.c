@@ -1,6 +1,7 @@
 /* libFuzzer target: system definitions (systems/NAME.conf, core/objects/conf.c).
  * The input is the whole file; a parsed definition must name at least one
- * disk with an absolute path, and its own text must parse again. */
+ * disk with an absolute path (or a libvirt domain, whose XML names them),
+ * and its own text must parse again. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   struct rp_conf *c = rp_conf_parse ("fuzz.conf", "vm1", (const char *) data,
                                      size, &err);
   if (c) {
-    if (c->ndisks == 0 || c->disks[0].path[0] != '/' || err)
+    if ((c->ndisks == 0 && !c->libvirt_domain)
+        || (c->ndisks && c->disks[0].path[0] != '/') || err)
       abort ();
     struct rp_conf *again = rp_conf_parse ("fuzz.conf", "vm1", c->text,
                                            strlen (c->text), &err);

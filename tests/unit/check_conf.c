@@ -147,13 +147,15 @@ START_TEST (test_line_errors)
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
               "description, export-rate-limit, export-nice, "
-              "export-compression-level, owner, group)");
+              "export-compression-level, owner, group, libvirt-domain, "
+              "libvirt-uri)");
   expect_err ("Disk sda = /a\n",
               FILE_ ":1: unknown key 'Disk sda' (known keys: "
               "VirtualSystemIdentifier, disk, node, qmp, guest-agent, "
               "guest-agent-timeout, consistency-fallback, vm-definition, "
               "description, export-rate-limit, export-nice, "
-              "export-compression-level, owner, group)");
+              "export-compression-level, owner, group, libvirt-domain, "
+              "libvirt-uri)");
   expect_err ("disk sda = /a\n# c\ndisk sda = /b\n",
               FILE_ ":3: disk 'sda' is defined twice (first on line 1)");
   expect_err ("disk sda = images/a.qcow2\n",
@@ -277,6 +279,30 @@ START_TEST (test_qmp_errors)
               "line 2)");
   expect_err ("qmp = /s\nqmp = /t\ndisk sda = /a\n",
               FILE_ ":2: 'qmp' is given twice (first on line 1)");
+}
+END_TEST
+
+START_TEST (test_libvirt)
+{
+  /* Disks come from the domain's XML: no disk line needed. */
+  struct rp_conf *c = parse ("libvirt-domain = web01\n");
+  ck_assert_str_eq (c->libvirt_domain, "web01");
+  ck_assert_ptr_null (c->libvirt_uri);
+  ck_assert_uint_eq (c->ndisks, 0);
+  rp_conf_free (c);
+  c = parse ("libvirt-domain = web01\nlibvirt-uri = qemu+ssh://h/system\n"
+             "disk vda = /var/lib/libvirt/images/web01.qcow2\n");
+  ck_assert_str_eq (c->libvirt_uri, "qemu+ssh://h/system");
+  ck_assert_uint_eq (c->ndisks, 1);
+  rp_conf_free (c);
+  expect_err ("libvirt-uri = qemu:///system\ndisk sda = /a\n",
+              FILE_ ":1: 'libvirt-uri' needs a 'libvirt-domain = NAME' "
+              "line");
+  expect_err ("libvirt-domain = a\nqmp = /s\n",
+              FILE_ ":2: 'qmp' and 'libvirt-domain' (line 1) exclude each "
+              "other: libvirt owns its domain's monitor");
+  expect_err ("libvirt-domain = a\nlibvirt-domain = b\n",
+              FILE_ ":2: 'libvirt-domain' is given twice (first on line 1)");
 }
 END_TEST
 
@@ -446,6 +472,7 @@ main (void)
   tcase_add_test (tc, test_nul);
   tcase_add_test (tc, test_qmp_errors);
   tcase_add_test (tc, test_file_errors);
+  tcase_add_test (tc, test_libvirt);
   tcase_add_test (tc, test_owner_group);
   suite_add_tcase (s, tc);
   tc = tcase_create ("kv");
