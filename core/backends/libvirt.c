@@ -76,15 +76,6 @@ lv_detach (struct rp_system *sys)
 
 /* ---- disks ---- */
 
-static bool
-same_file (const char *a, const char *b)
-{
-  char ra[PATH_MAX], rb[PATH_MAX];
-  if (!realpath (a, ra) || !realpath (b, rb))
-    return strcmp (a, b) == 0;
-  return strcmp (ra, rb) == 0;
-}
-
 /* The disks rpfs tracks: the first attach takes them from the domain;
  * disk lines, and every later attach, must match them. */
 static int
@@ -121,7 +112,7 @@ set_disks (struct rp_system *sys, const struct lv_domxml *x, char **err)
   for (size_t i = 0; r == 0 && i < sys->ndisks; i++) {
     struct rp_disk *d = &sys->disks[i];
     bool ok = i < n && !strcmp (d->id, v[i].id)
-      && same_file (d->path, v[i].path);
+      && rp_same_file (d->path, v[i].path);
     if (!ok || sys->ndisks != n) {
       *err = rp_asprintf ("%s:%d: disk %s (%s) is not the domain's %s disk: "
                           "libvirt domain %s has %s%s%s", sys->conf_path,

@@ -93,15 +93,6 @@ find_node (json_t *nodes, json_t *blocks, const char *name)
   return top;
 }
 
-static bool
-same_file (const char *a, const char *b)
-{
-  char ra[PATH_MAX], rb[PATH_MAX];
-  if (!realpath (a, ra) || !realpath (b, rb))
-    return strcmp (a, b) == 0;
-  return strcmp (ra, rb) == 0;
-}
-
 /* Check every disk's node in the VM and take its size.  -1 with *err
  * naming the definition's line. */
 static int
@@ -152,7 +143,7 @@ resolve_disks (struct rp_system *sys, char **err)
                           d->line, d->id, name);
       goto out;
     }
-    if (!has_prefix (file, "json:") && !same_file (file, d->path)) {
+    if (!has_prefix (file, "json:") && !rp_same_file (file, d->path)) {
       *err = rp_asprintf ("%s:%d: disk %s: node '%s' in the VM is the image "
                           "%s, not %s", where, d->line, d->id, name, file,
                           d->path);

@@ -465,6 +465,15 @@ rp_rm_rf (const char *path)
   return rp_rm_at (AT_FDCWD, path);
 }
 
+bool
+rp_same_file (const char *a, const char *b)
+{
+  char ra[PATH_MAX], rb[PATH_MAX];
+  if (!realpath (a, ra) || !realpath (b, rb))
+    return strcmp (a, b) == 0;
+  return strcmp (ra, rb) == 0;
+}
+
 char *
 rp_relpath (const char *target, const char *from)
 {

@@ -52,6 +52,9 @@ char *rp_read_file (const char *path, size_t *len);
 /* Path of TARGET relative to directory FROM; both absolute and normalised
  * (no ".", "..", or repeated '/').  "/a/b/c", "/a/x" -> "../b/c". */
 char *rp_relpath (const char *target, const char *from);
+/* Do paths A and B name the same file (after realpath; as strings when
+ * either cannot be resolved)? */
+bool rp_same_file (const char *a, const char *b);
 /* mkdir -p; 0 or -1 with errno. */
 int rp_mkdir_p (const char *path, int mode);
 /* rm -rf of a directory tree (no symlink following; a missing PATH is not an
