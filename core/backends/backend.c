@@ -244,7 +244,9 @@ rp_backend_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
     *err = unsupported (sys, "serve disks");
     return -1;
   }
-  return sys->backend->disk_endpoint (sys, rp, di, ep, err);
+  int r = sys->backend->disk_endpoint (sys, rp, di, ep, err);
+  ep->read_max = sys->backend->read_max;
+  return r;
 }
 
 int
@@ -256,7 +258,9 @@ rp_backend_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
     *why = unsupported (sys, "serve the changes between reference points");
     return RV_NOT_SUPPORTED;
   }
-  return sys->backend->changes_open (sys, rp, base, di, tag, ep, why);
+  int rv = sys->backend->changes_open (sys, rp, base, di, tag, ep, why);
+  ep->read_max = sys->backend->read_max;
+  return rv;
 }
 
 void

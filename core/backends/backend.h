@@ -39,12 +39,20 @@ struct rp_endpoint {
   char *sock;
   char *name;
   char *bitmap;
+  uint32_t read_max;            /* bytes per read request (the backend's
+                                   read_max; 0: the reader's default) */
 };
 void rp_endpoint_clear (struct rp_endpoint *ep);
 
 struct rp_backend {
   const char *name;             /* "qemu-storage-daemon", "vm" */
   size_t state_size;            /* its private state (sys->bstate), zeroed */
+  /* Bytes per NBD read request its server serves best (0: the copy's
+   * default, 256 KiB).  A QEMU with glibc's default malloc maps and unmaps
+   * a buffer for every large request (docs/performance.md, "The running
+   * VM's floor"); rpfs's own daemon runs with tuned malloc (proc.c) and
+   * serves 2 MiB requests with less CPU than 8 of 256 KiB. */
+  uint32_t read_max;
 
   /* "the qemu-storage-daemon of web01", for messages (caller frees). */
   char *(*what) (struct rp_system *sys);

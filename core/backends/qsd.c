@@ -371,6 +371,7 @@ qsd_check_images (struct rp_system *sys, char **err)
 const struct rp_backend rp_backend_qsd = {
   .name = "qemu-storage-daemon",
   .state_size = sizeof (struct qsd_state),
+  .read_max = 2u << 20,         /* its malloc is tuned (proc.c) */
   .what = qsd_what,
   .check = qsd_check_images,
   .start = qsd_start,

@@ -48,6 +48,7 @@
 struct copy_ctx {
   const char *src_sock, *src_export, *dst_sock, *dst_name;
   bool full;
+  uint64_t read_max;            /* bytes per read request */
   struct rp_ops ops;
   atomic_size_t next;
   atomic_uint_fast64_t done;
@@ -184,7 +185,7 @@ plan (struct copy_ctx *c, struct nbd_handle *h, uint64_t size, char **err)
  * failure: -1, *ERR the first error's errno and *MSG its message. */
 static int
 read_pieces (struct nbd_handle *h, char *buf, uint64_t len, uint64_t off,
-             int *err, char **msg)
+             uint64_t piece, int *err, char **msg)
 {
   int64_t cookie[READ_PIECES];
   uint64_t at = 0;
@@ -192,7 +193,7 @@ read_pieces (struct nbd_handle *h, char *buf, uint64_t len, uint64_t off,
   while (at < len && r == 0) {
     size_t n = 0;
     for (; n < READ_PIECES && at < len; n++) {
-      uint64_t l = len - at < READ_MAX ? len - at : READ_MAX;
+      uint64_t l = len - at < piece ? len - at : piece;
       cookie[n] = nbd_aio_pread (h, buf + at, l, off + at,
                                  NBD_NULL_COMPLETION, 0);
       if (cookie[n] == -1)
@@ -274,7 +275,8 @@ worker (void *opaque)
         break;
       int rerr = 0;
       char *rmsg = NULL;
-      if (read_pieces (src, buf, op->len, op->off, &rerr, &rmsg) == -1) {
+      if (read_pieces (src, buf, op->len, op->off, c->read_max, &rerr,
+                       &rmsg) == -1) {
         set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
                                          "offset %" PRIu64 ": %s", op->off,
                                          rmsg));
@@ -411,13 +413,16 @@ run_workers (struct copy_ctx *c, const char *sock, char **err)
 
 int
 rp_copy_disk (const char *src_sock, const char *src_export,
-              const char *bitmap, const char *dst_path, const char *dst_name,
+              uint32_t read_max, const char *bitmap, const char *dst_path,
+              const char *dst_name,
               const char *run_dir, atomic_bool *cancel, struct rp_rate *rate,
               rp_progress_fn progress, void *opaque, struct rp_bh *bh,
               struct rp_copy_stats *stats, char **err)
 {
   struct copy_ctx c = {
     .src_sock = src_sock, .src_export = src_export, .full = bitmap == NULL,
+    .read_max = read_max && read_max <= OP_MAX && read_max >= READ_MAX
+      ? read_max : READ_MAX,
     .bh = bh,
     .cancel = cancel, .rate = rate, .progress = progress, .opaque = opaque,
     .dst_name = dst_name,

@@ -294,8 +294,8 @@ int rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
 int rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);
-/* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export;
- * BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
+/* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export,
+ * read in requests of READ_MAX bytes (0: 256 KiB; at most 2 MiB); BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
  * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.
  * PROGRESS(opaque, done, total) may be called from worker threads.  BH: the
  * disk's digest table being computed (blockhash.h), or NULL.  Returns
@@ -305,7 +305,7 @@ struct rp_bh;
 typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct rp_copy_stats { uint64_t copied, zeroed, total; };
 int rp_copy_disk (const char *src_sock, const char *src_export,
-                  const char *bitmap, const char *dst_path,
+                  uint32_t read_max, const char *bitmap, const char *dst_path,
                   const char *dst_name, const char *run_dir, atomic_bool *cancel,
                   struct rp_rate *rate, rp_progress_fn progress, void *opaque,
                   struct rp_bh *bh, struct rp_copy_stats *stats, char **err);
