@@ -22,7 +22,7 @@ struct rp_mhash {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   pthread_t thread;
-  bool threaded, stop;
+  bool threaded, stop, sum;
   struct piece q[QN];
   uint64_t posted, done;        /* tickets: pieces posted, pieces hashed */
   EVP_MD_CTX *ctx;
@@ -34,13 +34,14 @@ static void
 hash_piece (struct rp_mhash *h, const struct piece *p)
 {
   if (p->buf) {
-    EVP_DigestUpdate (h->ctx, p->buf, p->len);
+    if (h->sum)
+      EVP_DigestUpdate (h->ctx, p->buf, p->len);
     uint64_t c = 0, z = 0;
     if (h->bh)                  /* no destination: only the table */
       rp_bh_apply (h->bh, NULL, p->buf, p->off, p->len, &c, &z);
     return;
   }
-  for (uint64_t left = p->len; left > 0;) {
+  for (uint64_t left = h->sum ? p->len : 0; left > 0;) {
     size_t n = left < ZLEN ? (size_t) left : ZLEN;
     EVP_DigestUpdate (h->ctx, h->zeros, n);
     left -= n;
@@ -69,14 +70,15 @@ hasher (void *opaque)
 }
 
 struct rp_mhash *
-rp_mhash_start (struct rp_bh *bh)
+rp_mhash_start (struct rp_bh *bh, bool sum)
 {
   struct rp_mhash *h = rp_calloc (1, sizeof *h);
+  h->sum = sum;
   h->ctx = EVP_MD_CTX_new ();
   if (!h->ctx || EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
     abort ();
   h->bh = bh;
-  h->zeros = rp_calloc (1, ZLEN);
+  h->zeros = sum ? rp_calloc (1, ZLEN) : NULL;
   pthread_mutex_init (&h->lock, NULL);
   pthread_cond_init (&h->cond, NULL);
   h->threaded = pthread_create (&h->thread, NULL, hasher, h) == 0;
@@ -126,7 +128,7 @@ rp_mhash_finish (struct rp_mhash *h, char hex[65])
   unsigned char md[32];
   unsigned n = 0;
   EVP_DigestFinal_ex (h->ctx, md, &n);
-  for (unsigned i = 0; i < 32; i++)
+  for (unsigned i = 0; hex && i < 32; i++)
     snprintf (hex + 2 * i, 3, "%02x", md[i]);
   EVP_MD_CTX_free (h->ctx);
   pthread_cond_destroy (&h->cond);

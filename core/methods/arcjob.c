@@ -20,9 +20,9 @@
  * for a stream), then added: the staging is at most that image, one disk
  * at a time.
  *
- * Thread model: the job thread reads and builds the archive; a hasher
- * thread (memberhash.c) computes a full disk's SHA256SUMS line and digest
- * table from the same buffers; the copy workers of a differential (copy.c)
+ * Thread model: the job thread reads and builds the archive; two hasher
+ * threads (memberhash.c) compute a full disk's SHA256SUMS line and its
+ * digest table from the same buffers; the copy workers of a differential (copy.c)
  * and libarchive's compression threads (xz, zstd) are its other helpers.  An archive file is written by a
  * writer thread that drains a queue (stream.c's, the one a FUSE reader
  * drains for a stream): copying into the page cache is the costliest step
@@ -49,7 +49,9 @@
 #include "digests.h"
 #include "outdir.h"
 
-#define DEPTH 8                 /* reads in flight */
+/* Reads in flight: 4 x 2 MiB keep a local NBD server busy; each more
+ * costs 2 MiB of rpfs's memory, whose budget libzstd mostly takes. */
+#define DEPTH 4
 
 #define WRITEBACK (32u << 20)  /* start writing back every 32 MiB */
 
@@ -207,8 +209,9 @@ struct reader {
   struct nbd_handle *h;
   char *buf[DEPTH];
   int64_t cookie[DEPTH];
-  struct rp_mhash *mh;          /* the member's hashing (memberhash.h) */
-  uint64_t tick[DEPTH];         /* its ticket for each buffer's data */
+  struct rp_mhash *mh;          /* the member's SHA-256 (memberhash.h) */
+  struct rp_mhash *mt;          /* the disk's digest table, or NULL */
+  uint64_t tick[DEPTH], ttick[DEPTH];  /* their tickets for each buffer */
 };
 
 /* Wait for read I of R and hand back its buffer, or NULL. */
@@ -237,6 +240,8 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       if (!rp_rate_wait (&w->rate, op->len, &w->job->cancel))
         return -1;
       rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
+      if (r->mt)
+        rp_mhash_wait (r->mt, r->ttick[issued % DEPTH]);
       r->cookie[issued % DEPTH] = nbd_aio_pread (r->h, r->buf[issued % DEPTH],
                                                  op->len, op->off,
                                                  NBD_NULL_COMPLETION, 0);
@@ -257,6 +262,8 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       return nbd_rv (w, m, why);
     }
     r->tick[i % DEPTH] = rp_mhash_data (r->mh, buf, op->off, op->len);
+    if (r->mt)
+      r->ttick[i % DEPTH] = rp_mhash_data (r->mt, buf, op->off, op->len);
     if (rp_arc_data (w->arc, buf, op->len, why) != 0)
       return arc_rv (w, why);
     pos = op->off + op->len;
@@ -305,13 +312,16 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   if (rp_arc_begin (w->arc, name, size, w->rp->created, map, nmap, why) != 0)
     rv = arc_rv (w, why);
   /* SHA256SUMS's hash (8 GiB of a mostly empty 8 GiB disk: the holes are
-   * hashed as zeros) and the table in a thread of their own. */
+   * hashed as zeros) and the table, each in a thread of its own. */
   rp_arc_unhashed (w->arc);
-  r.mh = rp_mhash_start (bh);
+  r.mh = rp_mhash_start (NULL, true);
+  r.mt = bh ? rp_mhash_start (bh, false) : NULL;
   if (rv == RV_OK)
     rv = pump (w, &r, &ops, size, why);
   char hex[65], unused[65];
   rp_mhash_finish (r.mh, hex);  /* before the buffers go */
+  if (r.mt)
+    rp_mhash_finish (r.mt, NULL);
   if (rv == RV_OK && rp_arc_end (w->arc, unused, why) != 0)
     rv = arc_rv (w, why);
   if (rv == RV_OK)
