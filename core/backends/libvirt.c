@@ -308,14 +308,8 @@ lv_check_tracking (struct rp_system *sys)
              sys->name, e);
     return -2;
   }
-  pthread_mutex_lock (&sys->core->lock);
-  size_t n = sys->nrps;
-  struct rp_refpoint **rps = rp_calloc (n + 1, sizeof *rps);
-  for (size_t k = 0; k < n; k++) {
-    rps[k] = sys->rps[k];
-    rps[k]->refs++;
-  }
-  pthread_mutex_unlock (&sys->core->lock);
+  size_t n;
+  struct rp_refpoint **rps = rp_system_hold_rps (sys, &n);
   bool adopted = false;
   for (size_t k = 0; k < n; k++) {
     struct rp_refpoint *rp = rps[k];
@@ -342,9 +336,7 @@ lv_check_tracking (struct rp_system *sys)
   }
   if (!adopted)
     rp_lv_job_adopt (sys, NULL);     /* ends a job of rpfs's no one holds */
-  for (size_t k = 0; k < n; k++)
-    rp_refpoint_put (rps[k]);
-  free (rps);
+  rp_release_rps (rps, n);
   rp_strv_free (cps);
   return 0;
 }

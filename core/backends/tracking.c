@@ -429,20 +429,12 @@ rp_qemu_check_tracking (struct rp_system *sys, bool adopt_running)
       guard_ok = false;
   }
 
-  pthread_mutex_lock (&sys->core->lock);
-  size_t nrps = sys->nrps;
-  struct rp_refpoint **rps = rp_calloc (nrps + 1, sizeof *rps);
-  for (size_t k = 0; k < nrps; k++) {
-    rps[k] = sys->rps[k];
-    rps[k]->refs++;
-  }
-  pthread_mutex_unlock (&sys->core->lock);
+  size_t nrps;
+  struct rp_refpoint **rps = rp_system_hold_rps (sys, &nrps);
 
   for (size_t k = 0; k < nrps; k++)
     check_one (sys, rps[k], bm, guard_ok, adopt_running);
-  for (size_t k = 0; k < nrps; k++)
-    rp_refpoint_put (rps[k]);
-  free (rps);
+  rp_release_rps (rps, nrps);
   rp_digests_check_system (sys);      /* tables of the lost ones */
 
   /* Inconsistent bitmaps of ours, and the guard, are of no further use. */

@@ -190,14 +190,8 @@ rp_digests_tracking (const struct rp_refpoint *rp)
 void
 rp_digests_check_system (struct rp_system *sys)
 {
-  pthread_mutex_lock (&sys->core->lock);
-  size_t n = sys->nrps;
-  struct rp_refpoint **rps = rp_calloc (n + 1, sizeof *rps);
-  for (size_t k = 0; k < n; k++) {
-    rps[k] = sys->rps[k];
-    rps[k]->refs++;
-  }
-  pthread_mutex_unlock (&sys->core->lock);
+  size_t n;
+  struct rp_refpoint **rps = rp_system_hold_rps (sys, &n);
   for (size_t k = 0; k < n; k++) {
     struct rp_refpoint *rp = rps[k];
     pthread_mutex_lock (&sys->core->lock);
@@ -220,7 +214,6 @@ rp_digests_check_system (struct rp_system *sys)
         break;
       }
     }
-    rp_refpoint_put (rp);
   }
-  free (rps);
+  rp_release_rps (rps, n);
 }

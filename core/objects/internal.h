@@ -230,6 +230,10 @@ struct rp_refpoint *rp_refpoint_find (struct rp_system *sys, const char *name_or
 int rp_refpoint_load_all (struct rp_system *sys, char **err);
 int rp_refpoint_save (struct rp_refpoint *rp);
 void rp_refpoint_free (struct rp_refpoint *rp);
+/* SYS's reference points now (*N of them), each held (+1 ref), to walk
+ * without core->lock; rp_release_rps puts them and frees the array. */
+struct rp_refpoint **rp_system_hold_rps (struct rp_system *sys, size_t *n);
+void rp_release_rps (struct rp_refpoint **rps, size_t n);
 struct rp_kv *rp_refpoint_record (struct rp_refpoint *rp, bool local);
 int rp_refpoint_check_base (struct rp_refpoint *rp, const char *base,
                             struct rp_refpoint **out, char **why);

@@ -290,6 +290,28 @@ rp_refpoint_get (struct rp_system *sys, const char *name)
   return rp;
 }
 
+struct rp_refpoint **
+rp_system_hold_rps (struct rp_system *sys, size_t *n)
+{
+  pthread_mutex_lock (&sys->core->lock);
+  *n = sys->nrps;
+  struct rp_refpoint **rps = rp_calloc (*n + 1, sizeof *rps);
+  for (size_t k = 0; k < *n; k++) {
+    rps[k] = sys->rps[k];
+    rps[k]->refs++;
+  }
+  pthread_mutex_unlock (&sys->core->lock);
+  return rps;
+}
+
+void
+rp_release_rps (struct rp_refpoint **rps, size_t n)
+{
+  for (size_t k = 0; k < n; k++)
+    rp_refpoint_put (rps[k]);
+  free (rps);
+}
+
 void
 rp_refpoint_put (struct rp_refpoint *rp)
 {
