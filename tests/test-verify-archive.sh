@@ -13,6 +13,8 @@ source "$(dirname "$0")/lib.sh"
 requires tar zstd sha256sum
 
 mk_store vm1 sda:32M sdb:16M
+# uid 65534 (as_user) calls VerifyExport below: make it an operator
+echo "owner = 65534" >>"$STORE/systems/vm1.conf"
 MNT=$TMPROOT/mnt
 mount_rpfs "$STORE" "$MNT"
 RPS=$MNT/vm1/referencepoints
@@ -98,6 +100,15 @@ method_refused EINVAL 32773 "$RPS/rp2/VerifyExport" "$A/vm1.tar.zst"$'\n'
 method_refused EINVAL 32773 "$RPS/rp1/VerifyExport" "$RPS/rp1/export.tar"$'\n'
 assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" "inside the rpfs mount" \
   "why a stream is refused"
+
+step "an archive the caller may not read: EACCES, the cause kept"
+cp "$A/vm1.tar.zst" "$TMPROOT/secret.tar.zst"
+chmod 0600 "$TMPROOT/secret.tar.zst"
+export _F=$RPS/rp1/VerifyExport _P=$TMPROOT/secret.tar.zst
+# shellcheck disable=SC2016 # expanded by the bash -c that runs it
+assert_fails_with --as-user EACCES 'printf "%s\n" "$_P" > "$_F"'
+assert_match "$(as_user cat "$_F")" "^32769 .*Permission denied" \
+  "the result line of the refused verification"
 
 umount_rpfs "$MNT"
 pass

@@ -89,6 +89,10 @@ rp_verify_open_archive (const struct rp_caller *who, const char *path,
     *why = rp_asprintf ("%s is inside the rpfs mount", path);
     return RV_INVALID_PARAMETER;
   }
+  if (f == -EACCES || f == -EPERM) {   /* a file the caller may not read */
+    *why = rp_asprintf ("%s: %s", path, strerror (-f));
+    return RV_ACCESS_DENIED;
+  }
   if (f < 0)
     return RV_OK;               /* not a file: a directory, or an error
                                    rp_verify_root will name */
