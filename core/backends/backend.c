@@ -15,6 +15,12 @@ rp_endpoint_clear (struct rp_endpoint *ep)
   free (ep->name);
   free (ep->bitmap);
   ep->sock = ep->name = ep->bitmap = NULL;
+  rp_strv_free (ep->below);
+  ep->below = NULL;
+  if (ep->unpin)
+    ep->unpin (ep->pin);
+  ep->unpin = NULL;
+  ep->pin = NULL;
 }
 
 const struct rp_backend *

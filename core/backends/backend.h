@@ -35,12 +35,24 @@ struct rp_conf;
  * for the changes between two reference points, the dirty bitmap it carries
  * (read as the "qemu:dirty-bitmap:BITMAP" meta context), else NULL.  All
  * three malloc'd; rp_endpoint_clear frees them. */
+#define RP_EP_MAX_LAYERS 128
 struct rp_endpoint {
   char *sock;
   char *name;
   char *bitmap;
   uint32_t read_max;            /* bytes per read request (the backend's
                                    read_max; 0: the reader's default) */
+  /* An older reference point's disk is a chain of exports on SOCK
+   * (dataplane/source.h): NAME, then BELOW (NULL-terminated, the live one
+   * last; NULL: NAME alone).  depth[0] is how deep NAME's own data goes in
+   * qemu:allocation-depth, depth[i + 1] below[i]'s (the last one's is not
+   * used: all of it is read through). */
+  char **below;
+  uint32_t depth[RP_EP_MAX_LAYERS];
+  /* What the backend keeps alive for this endpoint's readers, released by
+   * rp_endpoint_clear (NULL: nothing). */
+  void (*unpin) (void *pin);
+  void *pin;
 };
 void rp_endpoint_clear (struct rp_endpoint *ep);
 

@@ -32,6 +32,7 @@
 #include "proc.h"
 #include "ratelimit.h"
 #include "blockhash.h"
+#include "source.h"
 
 #define WORKERS 4
 #define OP_MAX (2u << 20)          /* bytes per operation and write request */
@@ -46,7 +47,8 @@
 #define STATUS_CHUNK (1ull << 30)  /* block status per request (< 4 GiB) */
 
 struct copy_ctx {
-  const char *src_sock, *src_export, *dst_sock, *dst_name;
+  const struct rp_endpoint *src;
+  const char *dst_sock, *dst_name;
   bool full;
   uint64_t read_max;            /* bytes per read request */
   struct rp_ops ops;
@@ -105,77 +107,24 @@ connect_to (const char *sock, const char *export, const char *bitmap,
   return NULL;
 }
 
-struct status_acc {
-  struct rp_extents alloc, dirty;
-  uint64_t alloc_end, dirty_end;
-};
-
+/* Fill c->ops from the source's block status (source.h), window by
+ * window. */
 static int
-extent_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
-           size_t n, int *error)
+plan (struct copy_ctx *c, struct rp_src *src, uint64_t size, char **err)
 {
-  (void) error;
-  struct status_acc *a = opaque;
-  bool is_alloc = !strcmp (meta, LIBNBD_CONTEXT_BASE_ALLOCATION);
-  struct rp_extents *list = is_alloc ? &a->alloc : &a->dirty;
-  uint64_t *end = is_alloc ? &a->alloc_end : &a->dirty_end;
-  if (off != *end)
-    return 0;                   /* not contiguous: ignore, asked again */
-  for (size_t i = 0; i + 1 < n; i += 2) {
-    rp_extents_append (list, off, e[i], e[i + 1]);
-    off += e[i];
-  }
-  *end = off;
-  return 0;
-}
-
-static void
-truncate_to (struct rp_extents *l, uint64_t *end, uint64_t at)
-{
-  while (l->n && l->v[l->n - 1].off >= at)
-    l->n--;
-  if (l->n && l->v[l->n - 1].off + l->v[l->n - 1].len > at)
-    l->v[l->n - 1].len = at - l->v[l->n - 1].off;
-  *end = at;
-}
-
-/* Fill c->ops from block status. */
-static int
-plan (struct copy_ctx *c, struct nbd_handle *h, uint64_t size, char **err)
-{
-  struct status_acc a = { 0 };
   bool diff = !c->full;
-  uint64_t off = 0;
-  while (off < size) {
+  for (uint64_t off = 0; off < size; off += STATUS_CHUNK) {
     uint64_t len = size - off < STATUS_CHUNK ? size - off : STATUS_CHUNK;
-    nbd_extent_callback cb = { .callback = extent_cb, .user_data = &a };
-    if (nbd_block_status (h, len, off, cb, 0) == -1) {
-      *err = rp_asprintf ("block status at offset %" PRIu64 ": %s", off,
-                          nbd_get_error ());
-      rp_extents_free (&a.alloc);
-      rp_extents_free (&a.dirty);
-      return nbd_get_errno () ?: EIO;
-    }
-    uint64_t covered = a.alloc_end;
-    if (diff && a.dirty_end < covered)
-      covered = a.dirty_end;
-    if (covered > size)
-      covered = size;
-    if (covered <= off) {
-      *err = rp_asprintf ("the NBD server sent no block status at offset %"
-                          PRIu64, off);
-      rp_extents_free (&a.alloc);
-      rp_extents_free (&a.dirty);
-      return EPROTO;
-    }
-    truncate_to (&a.alloc, &a.alloc_end, covered);
-    if (diff)
-      truncate_to (&a.dirty, &a.dirty_end, covered);
-    off = covered;
+    struct rp_extents alloc = { 0 }, dirty = { 0 };
+    int r = rp_src_status (src, off, len, &alloc, diff ? &dirty : NULL, err);
+    if (r == 0)
+      rp_ops_build (&c->ops, &alloc, diff ? &dirty : NULL, off, off + len,
+                    OP_MAX);
+    rp_extents_free (&alloc);
+    rp_extents_free (&dirty);
+    if (r)
+      return -r;
   }
-  rp_ops_build (&c->ops, &a.alloc, diff ? &a.dirty : NULL, 0, size, OP_MAX);
-  rp_extents_free (&a.alloc);
-  rp_extents_free (&a.dirty);
   return 0;
 }
 
@@ -247,14 +196,14 @@ worker (void *opaque)
 {
   struct copy_ctx *c = opaque;
   char *e = NULL;
-  struct nbd_handle *src = NULL, *dst = NULL;
+  struct rp_src src = { 0 };
+  struct nbd_handle *dst = NULL;
   char *buf = malloc (OP_MAX);
   if (!buf) {
     set_error (c, ENOMEM, rp_strdup ("out of memory"));
     return NULL;
   }
-  src = connect_to (c->src_sock, c->src_export, NULL, &e);
-  if (!src) {
+  if (rp_src_open (&src, c->src, false, &e) != 0) {
     set_error (c, EIO, rp_asprintf ("reading the point-in-time disk: %s", e));
     free (e);
     goto out;
@@ -275,8 +224,12 @@ worker (void *opaque)
         break;
       int rerr = 0;
       char *rmsg = NULL;
-      if (read_pieces (src, buf, op->len, op->off, c->read_max, &rerr,
-                       &rmsg) == -1) {
+      /* A chain (source.h) is read through its map; one export with
+       * requests in flight. */
+      if (src.n > 1 ? (rerr = -rp_src_pread (&src, buf, op->len, op->off,
+                                              &rmsg)) != 0
+          : read_pieces (src.h[0], buf, op->len, op->off, c->read_max,
+                         &rerr, &rmsg) == -1) {
         set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
                                          "offset %" PRIu64 ": %s", op->off,
                                          rmsg));
@@ -329,7 +282,7 @@ worker (void *opaque)
     nbd_shutdown (dst, 0);
     nbd_close (dst);
   }
-  nbd_close (src);
+  rp_src_close (&src);
   free (buf);
   return NULL;
 }
@@ -367,21 +320,21 @@ start_target (const char *dst_path, const char *sock, const char *log,
 }
 
 int
-rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
+rp_copy_plan (const struct rp_endpoint *ep, struct rp_ops *ops,
               uint64_t *size, char **err)
 {
   struct copy_ctx c = { .full = true };
-  struct nbd_handle *h = connect_to (sock, export, NULL, err);
-  if (!h)
+  struct rp_src src;
+  if (rp_src_open (&src, ep, false, err) != 0)
     return EIO;
-  int64_t sz = nbd_get_size (h);
+  int64_t sz = rp_src_size (&src);
   if (sz < 0) {
     *err = rp_strdup (nbd_get_error ());
-    nbd_close (h);
+    rp_src_close (&src);
     return EIO;
   }
-  int r = plan (&c, h, (uint64_t) sz, err);
-  nbd_close (h);
+  int r = plan (&c, &src, (uint64_t) sz, err);
+  rp_src_close (&src);
   *size = (uint64_t) sz;
   *ops = c.ops;
   return r;
@@ -412,17 +365,16 @@ run_workers (struct copy_ctx *c, const char *sock, char **err)
 }
 
 int
-rp_copy_disk (const char *src_sock, const char *src_export,
-              uint32_t read_max, const char *bitmap, const char *dst_path,
+rp_copy_disk (const struct rp_endpoint *ep, const char *dst_path,
               const char *dst_name,
               const char *run_dir, atomic_bool *cancel, struct rp_rate *rate,
               rp_progress_fn progress, void *opaque, struct rp_bh *bh,
               struct rp_copy_stats *stats, char **err)
 {
   struct copy_ctx c = {
-    .src_sock = src_sock, .src_export = src_export, .full = bitmap == NULL,
-    .read_max = read_max && read_max <= OP_MAX && read_max >= READ_MAX
-      ? read_max : READ_MAX,
+    .src = ep, .full = ep->bitmap == NULL,
+    .read_max = ep->read_max && ep->read_max <= OP_MAX
+      && ep->read_max >= READ_MAX ? ep->read_max : READ_MAX,
     .bh = bh,
     .cancel = cancel, .rate = rate, .progress = progress, .opaque = opaque,
     .dst_name = dst_name,
@@ -436,20 +388,20 @@ rp_copy_disk (const char *src_sock, const char *src_export,
   pid_t pid = -1;
   CLEANUP_FREE char *sock = NULL, *log = NULL;
 
-  struct nbd_handle *h = connect_to (src_sock, src_export, bitmap, err);
-  if (!h) {
+  struct rp_src src;
+  if (rp_src_open (&src, ep, true, err) != 0) {
     r = EIO;
     goto out;
   }
-  int64_t size = nbd_get_size (h);
+  int64_t size = rp_src_size (&src);
   if (size < 0) {
     *err = rp_strdup (nbd_get_error ());
     r = EIO;
-    nbd_close (h);
+    rp_src_close (&src);
     goto out;
   }
-  r = plan (&c, h, (uint64_t) size, err);
-  nbd_close (h);
+  r = plan (&c, &src, (uint64_t) size, err);
+  rp_src_close (&src);
   if (r)
     goto out;
   if (bh)                       /* whole blocks, so each can be hashed */

@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "extent.h"
 #include "prefetch.h"
+#include "source.h"
 
 #define STATUS_CHUNK (1ull << 30)
 #define POOL 4
@@ -23,8 +24,9 @@
 struct rp_disk_io {
   struct rp_system *sys;
   struct rp_refpoint *rp;       /* holds a reference and a busy count */
-  struct nbd_handle *h;         /* = pool[0]: metadata requests */
-  struct nbd_handle *pool[POOL];
+  struct rp_endpoint ep;        /* kept: the backend's pin (backend.h) */
+  struct nbd_handle *h;         /* = pool[0].h[0]: writes, flushes */
+  struct rp_src pool[POOL];     /* an export, or a chain (source.h) */
   pthread_mutex_t locks[POOL];
   unsigned n;
   atomic_uint next;
@@ -75,35 +77,26 @@ export_for (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   return r == 0 ? 0 : -ENOENT;
 }
 
-static struct nbd_handle *
+static int
 connect_export (struct rp_system *sys, const struct rp_endpoint *ep,
-                int *err)
+                struct rp_src *src)
 {
+  int err = EIO;
   for (int attempt = 0; attempt < 2; attempt++) {
-    struct nbd_handle *h = nbd_create ();
-    if (!h) {
-      *err = ENOMEM;
-      return NULL;
-    }
-    /* Every read's result is checked before its buffer is used, so
-     * libnbd need not zero each buffer first (a memset of every byte). */
-    if (nbd_set_export_name (h, ep->name) != -1
-        && nbd_set_pread_initialize (h, false) != -1
-        && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) != -1
-        && nbd_connect_unix (h, ep->sock) != -1)
-      return h;
-    *err = nbd_errno ();
-    nbd_close (h);
+    char *e = NULL;
+    if (rp_src_open (src, ep, false, &e) == 0)
+      return 0;
+    free (e);
+    err = nbd_errno ();
     /* QEMU may have died: the next request restarts it. */
     pthread_mutex_lock (&sys->op_lock);
-    char *e = NULL;
     bool again = !rp_backend_alive (sys) && rp_backend_ensure (sys, &e) == 0;
     pthread_mutex_unlock (&sys->op_lock);
     free (e);
     if (!again)
       break;
   }
-  return NULL;
+  return err;
 }
 
 /* One NBD read on a free connection of the pool: 0 or -errno. */
@@ -112,10 +105,9 @@ pool_read (void *opaque, void *buf, size_t len, uint64_t off)
 {
   struct rp_disk_io *io = opaque;
   unsigned i = take (io);
-  int r = nbd_pread (io->pool[i], buf, len, off, 0);
-  int e = r == -1 ? nbd_errno () : 0;
+  int r = rp_src_pread (&io->pool[i], buf, len, off, NULL);
   pthread_mutex_unlock (&io->locks[i]);
-  return r == -1 ? -e : 0;
+  return r;
 }
 
 struct rp_disk_io *
@@ -123,7 +115,6 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
               bool write, const struct rp_caller *who, int *rv)
 {
   struct rp_endpoint ep = { 0 };
-  int err;
   *rv = rp_disk_access (sys, id, who, write ? R_OK | W_OK : R_OK);
   if (*rv != RV_OK)
     return NULL;
@@ -136,27 +127,26 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
     *rv = RV_ACCESS_DENIED;
     return NULL;
   }
-  struct nbd_handle *h = connect_export (sys, &ep, &err);
-  if (!h) {
+  struct rp_disk_io *io = rp_calloc (1, sizeof *io);
+  if (connect_export (sys, &ep, &io->pool[0]) != 0) {
     rp_endpoint_clear (&ep);
+    free (io);
     *rv = RV_NOT_AVAILABLE;
     return NULL;
   }
-  struct rp_disk_io *io = rp_calloc (1, sizeof *io);
   io->sys = sys;
-  io->h = io->pool[0] = h;
+  io->ep = ep;
+  io->h = io->pool[0].h[0];
   io->n = 1;
   for (unsigned i = 1; rp && i < POOL; i++) {
-    struct nbd_handle *x = connect_export (sys, &ep, &err);
-    if (!x)
+    if (connect_export (sys, &io->ep, &io->pool[i]) != 0)
       break;
-    io->pool[io->n++] = x;
+    io->n++;
   }
-  rp_endpoint_clear (&ep);
   for (unsigned i = 0; i < io->n; i++)
     pthread_mutex_init (&io->locks[i], NULL);
   atomic_init (&io->next, 0);
-  io->size = (uint64_t) nbd_get_size (h);
+  io->size = (uint64_t) nbd_get_size (io->h);
   if (rp) {
     pthread_mutex_lock (&sys->core->lock);
     rp->refs++;
@@ -175,10 +165,12 @@ rp_disk_close (struct rp_disk_io *io)
     return;
   rp_prefetch_free (io->pf);    /* its threads read with the pool */
   for (unsigned i = 0; i < io->n; i++) {
-    nbd_shutdown (io->pool[i], 0);
-    nbd_close (io->pool[i]);
+    for (size_t k = 0; k < io->pool[i].n; k++)
+      nbd_shutdown (io->pool[i].h[k], 0);
+    rp_src_close (&io->pool[i]);
     pthread_mutex_destroy (&io->locks[i]);
   }
+  rp_endpoint_clear (&io->ep);
   if (io->rp) {
     pthread_mutex_lock (&io->sys->core->lock);
     io->rp->busy--;
@@ -218,32 +210,17 @@ rp_disk_flush (struct rp_disk_io *io)
   return nbd_flush (io->h, 0) == -1 ? -nbd_errno () : 0;
 }
 
+/* Extents of [off, off + up to STATUS_CHUNK) of the disk SRC reads. */
 static int
-status_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
-           size_t n, int *error)
-{
-  (void) error;
-  struct rp_extents *list = opaque;
-  if (strcmp (meta, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
-    return 0;
-  for (size_t i = 0; i + 1 < n; i += 2) {
-    rp_extents_append (list, off, e[i], e[i + 1]);
-    off += e[i];
-  }
-  return 0;
-}
-
-/* Extents of [off, off + up to STATUS_CHUNK). */
-static int
-status_from (struct nbd_handle *h, uint64_t size, uint64_t off,
+status_from (struct rp_src *src, uint64_t size, uint64_t off,
              struct rp_extents *list)
 {
   uint64_t len = size - off < STATUS_CHUNK ? size - off : STATUS_CHUNK;
-  nbd_extent_callback cb = { .callback = status_cb, .user_data = list };
+  char *e = NULL;
   list->n = 0;
-  if (nbd_block_status (h, len, off, cb, 0) == -1)
-    return -nbd_errno ();
-  return list->n ? 0 : -EPROTO;
+  int r = rp_src_status (src, off, len, list, NULL, &e);
+  free (e);
+  return r ? r : list->n ? 0 : -EPROTO;
 }
 
 int64_t
@@ -256,7 +233,9 @@ rp_disk_seek (struct rp_disk_io *io, uint64_t off, int whence)
   struct rp_extents list = { 0 };
   int64_t r = data ? -ENXIO : (int64_t) io->size;
   while (off < io->size) {
-    int e = status_from (io->h, io->size, off, &list);
+    unsigned i = take (io);
+    int e = status_from (&io->pool[i], io->size, off, &list);
+    pthread_mutex_unlock (&io->locks[i]);
     if (e) {
       r = e;
       break;
@@ -286,17 +265,19 @@ rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   int err = export_for (sys, rp, id, &ep);
   if (err)
     return err;
-  struct nbd_handle *h = connect_export (sys, &ep, &err);
-  rp_endpoint_clear (&ep);
-  if (!h)
+  struct rp_src src;
+  err = connect_export (sys, &ep, &src);
+  if (err) {
+    rp_endpoint_clear (&ep);
     return -err;
-  int64_t sz = nbd_get_size (h);
+  }
+  int64_t sz = rp_src_size (&src);
   int r = 0;
   *size = sz < 0 ? 0 : (uint64_t) sz;
   *allocated = 0;
   struct rp_extents list = { 0 };
   for (uint64_t off = 0; off < *size && r == 0;) {
-    r = status_from (h, *size, off, &list);
+    r = status_from (&src, *size, off, &list);
     if (r == 0) {
       *allocated += rp_extents_allocated (&list);
       const struct rp_extent *last = &list.v[list.n - 1];
@@ -304,8 +285,10 @@ rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
     }
   }
   rp_extents_free (&list);
-  nbd_shutdown (h, 0);
-  nbd_close (h);
+  for (size_t k = 0; k < src.n; k++)
+    nbd_shutdown (src.h[k], 0);
+  rp_src_close (&src);
+  rp_endpoint_clear (&ep);
   if (*allocated > *size)
     *allocated = *size;
   return r;

@@ -9,6 +9,9 @@
 /* NBD base:allocation flags */
 #define RP_EXT_HOLE 1u
 #define RP_EXT_ZERO 2u
+/* Which export of a chain holds the range (source.h), above the flags */
+#define RP_EXT_LAYER_SHIFT 8
+#define RP_EXT_LAYER(f) ((f) >> RP_EXT_LAYER_SHIFT)
 /* NBD qemu:dirty-bitmap flag */
 #define RP_EXT_DIRTY 1u
 

@@ -10,6 +10,7 @@
 #include <libnbd.h>
 
 #include "verifyio.h"
+#include "source.h"
 #include "util.h"
 
 #define CHUNK (2u << 20)        /* a multiple of RP_BH_BLOCK */
@@ -34,17 +35,6 @@ rp_verify_open_image (const char *json_spec, char **err)
   return h;
 }
 
-struct nbd_handle *
-rp_verify_open_export (const char *sock, const char *name, char **err)
-{
-  struct nbd_handle *h = nbd_create ();
-  if (!h || nbd_set_pread_initialize (h, false) == -1
-      || nbd_set_export_name (h, name) == -1
-      || nbd_connect_unix (h, sock) == -1)
-    return fail (h, err);
-  return h;
-}
-
 /* Compare the blocks of BUF (LEN bytes at OFF) with T: 0, or 1 with *BAD. */
 static int
 compare (const struct rp_digests *t, const char *buf, uint64_t off,
@@ -65,12 +55,12 @@ compare (const struct rp_digests *t, const char *buf, uint64_t off,
 }
 
 int
-rp_verify_disk (struct nbd_handle *h, const struct rp_digests *t,
+rp_verify_disk (struct rp_src *src, const struct rp_digests *t,
                 atomic_bool *cancel,
                 void (*progress) (void *, uint64_t, uint64_t),
                 void *opaque, uint64_t *bad, char **err)
 {
-  int64_t size = nbd_get_size (h);
+  int64_t size = rp_src_size (src);
   if (size < 0) {
     *err = rp_strdup (nbd_get_error ());
     return EIO;
@@ -86,14 +76,15 @@ rp_verify_disk (struct nbd_handle *h, const struct rp_digests *t,
     return ENOMEM;
   }
   int r = 0;
+  char *e = NULL;
   for (uint64_t off = 0; off < t->size && r == 0; off += CHUNK) {
     uint64_t len = t->size - off < CHUNK ? t->size - off : CHUNK;
     if (atomic_load (cancel))
       r = ECANCELED;
-    else if (nbd_pread (h, buf, len, off, 0) == -1) {
-      *err = rp_asprintf ("reading at offset %" PRIu64 ": %s", off,
-                          nbd_get_error ());
-      r = nbd_get_errno () ?: EIO;
+    else if ((r = -rp_src_pread (src, buf, len, off, &e)) != 0) {
+      *err = rp_asprintf ("reading at offset %" PRIu64 ": %s", off, e);
+      free (e);
+      e = NULL;
     }
     else
       r = compare (t, buf, off, len, bad);

@@ -14,15 +14,13 @@ struct nbd_handle;
  * by a qemu-nbd that libnbd starts by socket activation and that exits
  * with the connection.  NULL with *ERR. */
 struct nbd_handle *rp_verify_open_image (const char *json_spec, char **err);
-/* A connection to export NAME of the NBD server at SOCK.  NULL with *ERR. */
-struct nbd_handle *rp_verify_open_export (const char *sock, const char *name,
-                                          char **err);
 
-/* Read the whole disk from H, hash each block and compare with T.
+/* Read the whole disk from SRC (source.h), hash each block and compare with T.
  * PROGRESS(opaque, done, total) after each chunk.  Returns 0 (all match),
  * 1 (block *BAD differs), ECANCELED, or an errno with *ERR (a read failed,
  * the size differs from the table's). */
-int rp_verify_disk (struct nbd_handle *h, const struct rp_digests *t,
+struct rp_src;
+int rp_verify_disk (struct rp_src *src, const struct rp_digests *t,
                     atomic_bool *cancel,
                     void (*progress) (void *, uint64_t, uint64_t),
                     void *opaque, uint64_t *bad, char **err);

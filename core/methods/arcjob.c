@@ -48,6 +48,7 @@
 #include "memberhash.h"
 #include "digests.h"
 #include "outdir.h"
+#include "source.h"
 
 /* Reads in flight: 4 x 2 MiB keep a local NBD server busy; each more
  * costs 2 MiB of rpfs's memory, whose budget libzstd mostly takes. */
@@ -206,7 +207,8 @@ sparse_map (const struct rp_ops *ops, size_t *n)
 }
 
 struct reader {
-  struct nbd_handle *h;
+  struct rp_src src;            /* one export, or a chain (source.h) */
+  struct nbd_handle *h;         /* src.h[0] */
   char *buf[DEPTH];
   int64_t cookie[DEPTH];
   struct rp_mhash *mh;          /* the member's SHA-256 (memberhash.h) */
@@ -220,6 +222,8 @@ collect (struct reader *r, size_t i)
 {
   int64_t c = r->cookie[i % DEPTH];
   int d;
+  if (c == 0)                   /* read at issue (a chain) */
+    return r->buf[i % DEPTH];
   while ((d = nbd_aio_command_completed (r->h, c)) == 0)
     if (nbd_poll (r->h, -1) == -1)
       return NULL;
@@ -242,9 +246,14 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
       if (r->mt)
         rp_mhash_wait (r->mt, r->ttick[issued % DEPTH]);
-      r->cookie[issued % DEPTH] = nbd_aio_pread (r->h, r->buf[issued % DEPTH],
-                                                 op->len, op->off,
-                                                 NBD_NULL_COMPLETION, 0);
+      if (r->src.n > 1)         /* a chain: read through its map now */
+        r->cookie[issued % DEPTH] =
+          rp_src_pread (&r->src, r->buf[issued % DEPTH], op->len, op->off,
+                        NULL) == 0 ? 0 : -1;
+      else
+        r->cookie[issued % DEPTH] =
+          nbd_aio_pread (r->h, r->buf[issued % DEPTH], op->len, op->off,
+                         NBD_NULL_COMPLETION, 0);
       if (r->cookie[issued % DEPTH] == -1)
         return nbd_rv (w, nbd_get_error (), why);
     }
@@ -293,19 +302,18 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   int rv = RV_OK;
   CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.raw", sys->disks[di].id);
   CLEANUP_FREE char *name = member (w, rel);
-  if (rp_copy_plan (ep->sock, ep->name, &ops, &size, &e) != 0) {
+  if (rp_copy_plan (ep, &ops, &size, &e) != 0) {
     rv = nbd_rv (w, e ? e : "block status failed", why);
     goto out;
   }
   /* Whole blocks, so that each can be hashed (2 MiB: the reads' size). */
   if (bh)
     rp_bh_align (bh, &ops, size, 2u << 20);
-  r.h = nbd_create ();
-  if (!r.h || nbd_set_export_name (r.h, ep->name) == -1
-      || nbd_connect_unix (r.h, ep->sock) == -1) {
-    rv = nbd_rv (w, nbd_get_error () ?: "cannot connect", why);
+  if (rp_src_open (&r.src, ep, false, &e) != 0) {
+    rv = nbd_rv (w, e, why);
     goto out;
   }
+  r.h = r.src.h[0];
   for (int i = 0; i < DEPTH; i++)
     r.buf[i] = rp_calloc (1, 2u << 20);
   map = sparse_map (&ops, &nmap);
@@ -327,8 +335,7 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   if (rv == RV_OK)
     add_sum (w, rel, hex);
  out:
-  if (r.h)
-    nbd_close (r.h);
+  rp_src_close (&r.src);
   for (int i = 0; i < DEPTH; i++)
     free (r.buf[i]);
   rp_ops_free (&ops);

@@ -401,8 +401,7 @@ rp_export_image (struct export_work *w, int di, int fd, const char *name,
   CLEANUP_FREE char *run = rp_asprintf ("%s/run", sys->core->store);
   char *e = NULL;
   int rv = RV_OK;
-  int r = rp_copy_disk (ep->sock, ep->name, ep->read_max, ep->bitmap,
-                        target, name, run, &w->job->cancel, &w->rate,
+  int r = rp_copy_disk (ep, target, name, run, &w->job->cancel, &w->rate,
                         rp_export_progress, w, bh, NULL, &e);
   if (r == ECANCELED)
     rv = -1;

@@ -23,6 +23,7 @@
 #include "verify.h"
 #include "verifychain.h"
 #include "verifyio.h"
+#include "source.h"
 
 #define TABLE_CAP (1ull << 30)  /* an export's table: 1 GiB at most */
 
@@ -131,13 +132,13 @@ rp_verify_progress (void *opaque, uint64_t done, uint64_t total)
 /* Hash what H reads as disk I and compare.  RV_OK, -1 (cancelled), or a
  * ReturnValue with *WHY naming the disk and the first bad block. */
 static int
-verify_one (struct verify_work *w, size_t i, struct nbd_handle *h,
+verify_one (struct verify_work *w, size_t i, struct rp_src *src,
             const char *what, char **why)
 {
   const struct rp_digests *t = w->tabs[i];
   uint64_t bad = 0;
   char *e = NULL;
-  int r = rp_verify_disk (h, t, &w->job->cancel, rp_verify_progress, w,
+  int r = rp_verify_disk (src, t, &w->job->cancel, rp_verify_progress, w,
                           &bad, &e);
   int rv = RV_OK;
   if (r == ECANCELED)
@@ -181,18 +182,17 @@ verify_live (struct verify_work *w, size_t i, char **why)
   int r = rp_backend_disk_endpoint (sys, w->rp, (size_t) di, &ep, &e);
   rp_job_set_activity (w->job, rp_asprintf ("hashing the point-in-time "
                                             "disk %s", w->disks[i]));
-  struct nbd_handle *h = r == 0
-    ? rp_verify_open_export (ep.sock, ep.name, &e) : NULL;
-  rp_endpoint_clear (&ep);
-  if (!h) {
+  struct rp_src src;
+  if (r != 0 || rp_src_open (&src, &ep, false, &e) != 0) {
+    rp_endpoint_clear (&ep);
     *why = rp_asprintf ("disk %s: cannot read the point-in-time disk: %s",
                         w->disks[i], e);
     free (e);
     return RV_NOT_AVAILABLE;
   }
-  int rv = verify_one (w, i, h, "the point-in-time disk", why);
-  nbd_shutdown (h, 0);
-  nbd_close (h);
+  int rv = verify_one (w, i, &src, "the point-in-time disk", why);
+  rp_src_close (&src);
+  rp_endpoint_clear (&ep);        /* after the reads: it pins the chain */
   return rv;
 }
 
@@ -209,9 +209,11 @@ verify_image (struct verify_work *w, size_t i, char **why)
     free (e);
     return RV_FAILED;
   }
-  int rv = verify_one (w, i, h, "the exported image", why);
+  struct rp_src src;
+  rp_src_wrap (&src, h);
+  int rv = verify_one (w, i, &src, "the exported image", why);
   nbd_shutdown (h, 0);
-  nbd_close (h);
+  rp_src_close (&src);
   return rv;
 }
 

@@ -287,19 +287,22 @@ int rp_export_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);
 
-/* copy.c: the full copy's plan of the NBD export EXPORT on SOCK: COPY ops
- * (at most 2 MiB, sorted) for every range that does not read as zero, and
- * the disk's *SIZE.  0, or an errno with *err. */
+/* copy.c: the full copy's plan of the disk at endpoint EP: COPY ops (at
+ * most 2 MiB, sorted, each from one export of EP's chain) for every range
+ * that does not read as zero, and the disk's *SIZE.  0, or an errno with
+ * *err. */
 struct rp_ops;
-int rp_copy_plan (const char *sock, const char *export, struct rp_ops *ops,
+struct rp_endpoint;
+int rp_copy_plan (const struct rp_endpoint *ep, struct rp_ops *ops,
                   uint64_t *size, char **err);
 
 /* verify.c: VerifyExport.  JOB NULL: only check (RV_OK if it would start). */
 int rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
                      const struct rp_caller *who, struct rp_job *job,
                      char **desc);
-/* copy.c: copy one disk.  SRC_SOCK/SRC_EXPORT: the point-in-time export,
- * read in requests of READ_MAX bytes (0: 256 KiB; at most 2 MiB); BITMAP: dirty bitmap context name or NULL for a full copy; DST: target
+/* copy.c: copy one disk.  EP: the point-in-time disk (source.h), read in
+ * requests of ep->read_max bytes (0: 256 KiB; at most 2 MiB); its bitmap,
+ * if any, makes the copy a differential one; DST: target
  * qcow2 (already created).  RATE: the job's bandwidth cap, or NULL.
  * PROGRESS(opaque, done, total) may be called from worker threads.  BH: the
  * disk's digest table being computed (blockhash.h), or NULL.  Returns
@@ -308,8 +311,7 @@ struct rp_rate;
 struct rp_bh;
 typedef void (*rp_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 struct rp_copy_stats { uint64_t copied, zeroed, total; };
-int rp_copy_disk (const char *src_sock, const char *src_export,
-                  uint32_t read_max, const char *bitmap, const char *dst_path,
+int rp_copy_disk (const struct rp_endpoint *ep, const char *dst_path,
                   const char *dst_name, const char *run_dir, atomic_bool *cancel,
                   struct rp_rate *rate, rp_progress_fn progress, void *opaque,
                   struct rp_bh *bh, struct rp_copy_stats *stats, char **err);
