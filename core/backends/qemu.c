@@ -132,7 +132,8 @@ rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
   rp->seq = next_seq (floor, sys, bm);
   rp->bitmap = rp_bitmap_name (rp->seq, rp->instance_id);
   int type = rp->type;
-  if (type == 1 && rp_fleece_nodes (rp, true, why) != 0)
+  struct rp_link *link = NULL;
+  if (type == 1 && !(link = rp_chain_prepare (rp, why)))
     goto fail;
   /* Application consistent: the guest's file systems are frozen for the
    * transaction only; thawed right after it, whatever happened. */
@@ -140,8 +141,8 @@ rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
   int frv = rp_backend_freeze (sys, rp, &frozen, note, why);
   if (frv != RV_OK) {
     rv = frv;
-    if (type == 1)
-      rp_fleece_abort (rp);
+    if (link)
+      rp_chain_abort (link);
     goto fail;
   }
 
@@ -177,8 +178,8 @@ rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
         json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
                    "persistent", 1)));
     }
-    if (type == 1)
-      rp_fleece_actions (rp, actions);
+    if (link)
+      rp_link_actions (link, actions);
     trv = rp_qmp_transaction (sys->qmp, actions, &e);
   }
   rp_backend_thaw (sys, frozen);
@@ -189,12 +190,12 @@ rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
   if (trv != 0) {
     *why = rp_asprintf ("QEMU refused the reference point transaction: %s", e);
     free (e);
-    if (type == 1)
-      rp_fleece_abort (rp);
+    if (link)
+      rp_chain_abort (link);
     goto fail;
   }
-  if (type == 1 && rp_fleece_exports (rp, why) != 0) {
-    rp_fleece_abort (rp);
+  if (link && rp_chain_commit (link, why) != 0) {
+    rp_chain_abort (link);
     rollback_bitmaps (sys, bm, rp->bitmap);
     goto fail;
   }
@@ -335,7 +336,8 @@ rp_qemu_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
                        size_t di, struct rp_endpoint *ep, char **err)
 {
   char name[64];
-  (void) err;
+  if (rp && rp_chain_endpoint (sys, rp, di, ep, err) != 0)
+    return -1;
   if (rp)
     rp_export_name_rp (name, sizeof name, rp->seq, (unsigned) di);
   else
@@ -384,6 +386,11 @@ rp_qemu_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
     json_decref (sources);
     return RV_INVALID_STATE;
   }
+  /* An older reference point reads through the chain (chain.c). */
+  if (rp_chain_endpoint (sys, rp, di, ep, &e) != 0) {
+    json_decref (sources);
+    goto qmp_fail;
+  }
   json_t *actions = json_array ();
   json_array_append_new (actions, rp_qmp_action (
     "block-dirty-bitmap-add",
@@ -398,9 +405,11 @@ rp_qemu_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
   char fnode[32];
   snprintf (fnode, sizeof fnode, "f%u_%zu", rp->seq, di);
   if (rp_qmp_cmd (sys->qmp, "block-export-add",
-                  json_pack ("{s:s, s:s, s:s, s:s, s:b, s:[{s:s, s:s}]}",
+                  json_pack ("{s:s, s:s, s:s, s:s, s:b, s:b, "
+                             "s:[{s:s, s:s}]}",
                              "type", "nbd", "id", ename, "node-name", fnode,
-                             "name", ename, "writable", 0, "bitmaps",
+                             "name", ename, "writable", 0,
+                             "allocation-depth", 1, "bitmaps",
                              "node", node, "name", xname), NULL, &e) != 0)
     goto qmp_fail;
   ep->sock = rp_strdup (sys->nbd_path);
@@ -408,6 +417,7 @@ rp_qemu_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
   ep->bitmap = rp_strdup (xname);
   return RV_OK;
  qmp_fail:
+  rp_endpoint_clear (ep);       /* the chain's pin */
   *why = rp_asprintf ("QEMU: %s", e);
   free (e);
   return rp_backend_answers (sys) ? RV_FAILED : RV_NOT_AVAILABLE;

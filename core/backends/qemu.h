@@ -1,7 +1,7 @@
 /* The QEMU family: the block graph code that the storage daemon (qsd.c)
  * and an attached VM (vm.c) share, over sys->qmp.  qemu.c (create,
  * destroy, differentials, import's check, pacing statistics), tracking.c
- * (fleecing, the start-up tracking check), bitmaps.c (the tracking chain,
+ * (the start-up tracking check), chain.c and fleece.c (point-in-time data), bitmaps.c (the tracking chain,
  * internal.h), agent.c (guest freeze, the VM only).  Only core/backends/
  * includes this header.  Everything runs with sys->op_lock held. */
 #ifndef RPFS_QEMU_H
@@ -36,10 +36,51 @@ bool rp_qemu_io_stats (struct rp_system *sys, uint64_t *ops, uint64_t *ns);
  * QEMU kept it while rpfs was away).  0, or -1 when the bitmaps cannot be
  * read. */
 int rp_qemu_check_tracking (struct rp_system *sys, bool adopt);
-int rp_fleece_nodes (struct rp_refpoint *rp, bool create, char **err);
-void rp_fleece_actions (struct rp_refpoint *rp, json_t *actions);
-int rp_fleece_exports (struct rp_refpoint *rp, char **err);
-void rp_fleece_abort (struct rp_refpoint *rp);
+
+/* The fleecing chain (chain.c): the point-in-time data of log based
+ * reference points, one link each, with one backup job. */
+struct rp_link {
+  struct rp_system *sys;
+  unsigned seq, layers;         /* its scratch layers per disk (fleece.c) */
+  char *dir;                    /* their files */
+  char **disk_ids;
+  struct rp_refpoint *rp;       /* whose data it is; NULL: kept for older */
+  bool job;                     /* its backup jobs run (core->lock) */
+  int pins;                     /* readers relying on them (core->lock) */
+  bool gone;                    /* out of the list, freed at the last unpin */
+};
+/* Creation: a new link's nodes (before the transaction), its backup jobs
+ * (into the transaction: rp_link_actions), then commit (exports, into the
+ * chain, older jobs reaped) or abort (nothing left). */
+struct rp_link *rp_chain_prepare (struct rp_refpoint *rp, char **why);
+int rp_chain_commit (struct rp_link *l, char **why);
+void rp_chain_abort (struct rp_link *l);
+/* RP's data goes: its link is dropped, or kept while older ones need it.
+ * 0, or -1 (QEMU did not answer in time; running it again finishes it). */
+int rp_chain_drop (struct rp_system *sys, struct rp_refpoint *rp);
+/* The exports below EP's top one for RP's disk DI, their depths, and the
+ * pin (backend.h).  0, or -1 with *err. */
+int rp_chain_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
+                       size_t di, struct rp_endpoint *ep, char **err);
+/* After a (re)start: the links of the reference points with data and the
+ * kept ones, re-attached (GUARD_OK: a clean stop) or adopted (ADOPT: a
+ * running VM kept them), else every reference point's data dropped. */
+void rp_chain_rebuild (struct rp_system *sys, bool guard_ok, bool adopt);
+void rp_chain_forget (struct rp_system *sys);
+
+/* fleece.c: one link in QEMU.  rp_link_nodes opens its layers (NEW_LAYER:
+ * under a new empty bottom layer; a link without layers gets its first);
+ * on failure nothing of it stays open.  Teardown of its first N disks
+ * (FILES: deletes them): 0, or -3 when QEMU did not answer in time. */
+int rp_link_nodes (struct rp_link *l, bool new_layer, char **err);
+void rp_link_actions (struct rp_link *l, json_t *actions);
+int rp_link_exports (struct rp_link *l, char **err);
+int rp_link_cancel_jobs (struct rp_link *l);
+int rp_link_teardown (struct rp_link *l, size_t n, bool files);
+int rp_link_move_files (struct rp_link *l, const char *dir, char **err);
+/* 1 if every disk's backup job is in JOBS (query-block-jobs) and running,
+ * else 0 and (ERR) why. */
+int rp_link_jobs_running (struct rp_link *l, json_t *jobs, char **err);
 
 /* QEMU's version, into sys->qemu_version. */
 void rp_qemu_read_version (struct rp_system *sys);

@@ -77,6 +77,9 @@ struct rp_system {
   struct rp_bitmaps *bmcache;   /* the disks' bitmaps as rpfs last saw or
                                    made them, NULL: ask QEMU (op_lock) */
   unsigned generation;          /* bumped at every QEMU start */
+  struct rp_link **links;       /* QEMU family: the fleecing chain (chain.c,
+                                   core->lock), sorted by sequence */
+  size_t nlinks;
 
   struct rp_refpoint **rps;     /* creation order (core->lock) */
   size_t nrps;
