@@ -258,6 +258,7 @@ stop_daemon (struct rp_system *sys, bool guards)
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
   }
+  rp_chain_forget (sys);        /* its nodes are gone with it */
 }
 
 static void

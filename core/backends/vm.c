@@ -312,6 +312,7 @@ vm_detach (struct rp_system *sys)
     rp_qmp_close (sys->qmp);
     sys->qmp = NULL;
   }
+  rp_chain_forget (sys);        /* looked at again when attached */
 }
 
 static char *

@@ -137,6 +137,7 @@ rp_system_free (struct rp_system *sys)
   free (sys->name);
   free (sys->conf_path);
   free (sys->uuid);
+  free (sys->links);            /* emptied by the backend's stop */
   free (sys->statedir);
   free (sys->nbd_path);
   free (sys->log_path);
