@@ -87,6 +87,7 @@ connect_export (struct rp_system *sys, const struct rp_endpoint *ep,
     if (rp_src_open (src, ep, false, &e) == 0)
       return 0;
     free (e);
+    e = NULL;
     err = nbd_errno ();
     /* QEMU may have died: the next request restarts it. */
     pthread_mutex_lock (&sys->op_lock);
