@@ -47,8 +47,10 @@ rp_qemu_timed_out (struct rp_system *sys)
 
 /* ---- create ---- */
 
-/* Next sequence number: at least FLOOR (above every record), and above
- * every rpfs bitmap the disks carry (some may belong to records we lost). */
+/* Next sequence number: at least FLOOR (above every record), above every
+ * rpfs bitmap the disks carry (some may belong to records we lost), and
+ * above every link of the fleecing chain (a kept one has no record and no
+ * bitmap left, but its nodes are named after its sequence). */
 static unsigned
 next_seq (unsigned floor, struct rp_system *sys, struct rp_bitmaps *bm)
 {
@@ -57,6 +59,11 @@ next_seq (unsigned floor, struct rp_system *sys, struct rp_bitmaps *bm)
     for (size_t j = 0; j < bm[i].n; j++)
       if (bm[i].v[j].seq > seq)
         seq = bm[i].v[j].seq;
+  pthread_mutex_lock (&sys->core->lock);
+  for (size_t i = 0; i < sys->nlinks; i++)
+    if (sys->links[i]->seq > seq)
+      seq = sys->links[i]->seq;
+  pthread_mutex_unlock (&sys->core->lock);
   return seq + 1;
 }
 
