@@ -122,6 +122,51 @@ rollback_bitmaps (struct rp_system *sys, struct rp_bitmaps *bm,
   free (e);
 }
 
+/* The one transaction of a creation: on every disk the recording bitmap
+ * stops, the new one starts, and (LINK, log based) the fleecing copy
+ * starts — at one instant.  Built from the cached bitmaps BM; if QEMU
+ * refuses it, once more from a fresh look (someone else may have changed
+ * the bitmaps).  0, or -1 with *e. */
+static int
+create_transaction (struct rp_system *sys, struct rp_refpoint *rp,
+                    struct rp_link *link, unsigned floor,
+                    struct rp_bitmaps *bm, char **e)
+{
+  int trv = -1;
+  for (int attempt = 0; attempt < 2 && trv != 0; attempt++) {
+    if (attempt == 1) {
+      free (*e);
+      *e = NULL;
+      rp_bitmaps_invalidate (sys);
+      for (size_t i = 0; i < sys->ndisks; i++)
+        rp_bitmaps_free (&bm[i]);
+      if (rp_bitmaps_cached (sys, bm, e) != 0 || !rp_backend_alive (sys))
+        break;
+      if (next_seq (floor, sys, bm) != rp->seq) {
+        *e = rp_strdup ("the disks carry an rpfs bitmap this creation did "
+                        "not expect; try again");
+        break;
+      }
+    }
+    json_t *actions = json_array ();
+    for (size_t i = 0; i < sys->ndisks; i++) {
+      const char *node = sys->disks[i].node;
+      for (size_t j = 0; j < bm[i].n; j++)
+        if (bm[i].v[j].seq && bm[i].v[j].recording)
+          json_array_append_new (actions, rp_qmp_action (
+            "block-dirty-bitmap-disable", bm_args (node, bm[i].v[j].name)));
+      json_array_append_new (actions, rp_qmp_action (
+        "block-dirty-bitmap-add",
+        json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
+                   "persistent", 1)));
+    }
+    if (link)
+      rp_link_actions (link, actions);
+    trv = rp_qmp_transaction (sys->qmp, actions, e);
+  }
+  return trv;
+}
+
 int
 rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
                 char **why)
@@ -153,42 +198,7 @@ rp_qemu_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
     goto fail;
   }
 
-  /* The one transaction: on every disk the recording bitmap stops, the new
-   * one starts, and (log based) the fleecing copy starts — at one instant.
-   * Built from the cached bitmaps; if QEMU refuses it, once more from a
-   * fresh look (someone else may have changed the bitmaps). */
-  int trv = -1;
-  for (int attempt = 0; attempt < 2 && trv != 0; attempt++) {
-    if (attempt == 1) {
-      free (e);
-      e = NULL;
-      rp_bitmaps_invalidate (sys);
-      for (size_t i = 0; i < sys->ndisks; i++)
-        rp_bitmaps_free (&bm[i]);
-      if (rp_bitmaps_cached (sys, bm, &e) != 0 || !rp_backend_alive (sys))
-        break;
-      if (next_seq (floor, sys, bm) != rp->seq) {
-        e = rp_strdup ("the disks carry an rpfs bitmap this creation did "
-                       "not expect; try again");
-        break;
-      }
-    }
-    json_t *actions = json_array ();
-    for (size_t i = 0; i < sys->ndisks; i++) {
-      const char *node = sys->disks[i].node;
-      for (size_t j = 0; j < bm[i].n; j++)
-        if (bm[i].v[j].seq && bm[i].v[j].recording)
-          json_array_append_new (actions, rp_qmp_action (
-            "block-dirty-bitmap-disable", bm_args (node, bm[i].v[j].name)));
-      json_array_append_new (actions, rp_qmp_action (
-        "block-dirty-bitmap-add",
-        json_pack ("{s:s, s:s, s:b}", "node", node, "name", rp->bitmap,
-                   "persistent", 1)));
-    }
-    if (link)
-      rp_link_actions (link, actions);
-    trv = rp_qmp_transaction (sys->qmp, actions, &e);
-  }
+  int trv = create_transaction (sys, rp, link, floor, bm, &e);
   rp_backend_thaw (sys, frozen);
   if (trv == 0)
     rp_bitmaps_note_created (sys, rp->bitmap);

@@ -191,6 +191,64 @@ bh_apply (struct copy_ctx *c, struct nbd_handle *dst, const char *buf,
   return r;
 }
 
+static void
+write_failed (struct copy_ctx *c)
+{
+  int err = nbd_get_errno () ?: EIO;
+  set_error (c, err, rp_asprintf ("%s while writing %s",
+                                  err == ENOSPC ? strerror (err)
+                                  : nbd_get_error (), c->dst_name));
+}
+
+/* One op: read it from SRC (a copy) and write it to DST.  0, or -1 with
+ * the error set (or the job cancelled while it waited for its slot). */
+static int
+copy_op (struct copy_ctx *c, struct rp_src *src, struct nbd_handle *dst,
+         char *buf, const struct rp_op *op)
+{
+  if (op->kind != RP_OP_COPY) {
+    if (c->bh ? bh_apply (c, dst, NULL, op) == -1
+        : nbd_zero (dst, op->len, op->off, 0) == -1) {
+      write_failed (c);
+      return -1;
+    }
+    atomic_fetch_add (&c->zeroed, c->bh ? 0 : op->len);
+    return 0;
+  }
+  if (!rp_rate_wait (c->rate, op->len, c->cancel))
+    return -1;
+  int rerr = 0;
+  char *rmsg = NULL;
+  /* A chain (source.h) is read through its map; one export with requests
+   * in flight. */
+  if (src->n > 1 ? (rerr = -rp_src_pread (src, buf, op->len, op->off,
+                                           &rmsg)) != 0
+      : read_pieces (src->h[0], buf, op->len, op->off, c->read_max, &rerr,
+                     &rmsg) == -1) {
+    set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
+                                     "offset %" PRIu64 ": %s", op->off,
+                                     rmsg));
+    free (rmsg);
+    return -1;
+  }
+  int r;
+  if (c->bh)
+    r = bh_apply (c, dst, buf, op);
+  else if (all_zero (buf, op->len)) {
+    /* Data that reads as zero: nothing to store in a full export; a
+     * differential one must still shadow its backing file. */
+    r = c->full ? 0 : nbd_zero (dst, op->len, op->off, 0);
+    atomic_fetch_add (&c->zeroed, c->full ? 0 : op->len);
+  }
+  else {
+    r = nbd_pwrite (dst, buf, op->len, op->off, 0);
+    atomic_fetch_add (&c->copied, op->len);
+  }
+  if (r == -1)
+    write_failed (c);
+  return r == -1 ? -1 : 0;
+}
+
 static void *
 worker (void *opaque)
 {
@@ -219,64 +277,14 @@ worker (void *opaque)
     if (i >= c->ops.n || atomic_load (c->cancel) || c->err)
       break;
     const struct rp_op *op = &c->ops.v[i];
-    if (op->kind == RP_OP_COPY) {
-      if (!rp_rate_wait (c->rate, op->len, c->cancel))
-        break;
-      int rerr = 0;
-      char *rmsg = NULL;
-      /* A chain (source.h) is read through its map; one export with
-       * requests in flight. */
-      if (src.n > 1 ? (rerr = -rp_src_pread (&src, buf, op->len, op->off,
-                                              &rmsg)) != 0
-          : read_pieces (src.h[0], buf, op->len, op->off, c->read_max,
-                         &rerr, &rmsg) == -1) {
-        set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
-                                         "offset %" PRIu64 ": %s", op->off,
-                                         rmsg));
-        free (rmsg);
-        break;
-      }
-      int r;
-      if (c->bh)
-        r = bh_apply (c, dst, buf, op);
-      else if (all_zero (buf, op->len)) {
-        /* Data that reads as zero: nothing to store in a full export; a
-         * differential one must still shadow its backing file. */
-        r = c->full ? 0 : nbd_zero (dst, op->len, op->off, 0);
-        atomic_fetch_add (&c->zeroed, c->full ? 0 : op->len);
-      }
-      else {
-        r = nbd_pwrite (dst, buf, op->len, op->off, 0);
-        atomic_fetch_add (&c->copied, op->len);
-      }
-      if (r == -1)
-        goto write_error;
-    }
-    else {
-      if (c->bh ? bh_apply (c, dst, NULL, op) == -1
-          : nbd_zero (dst, op->len, op->off, 0) == -1)
-        goto write_error;
-      atomic_fetch_add (&c->zeroed, c->bh ? 0 : op->len);
-    }
+    if (copy_op (c, &src, dst, buf, op) != 0)
+      break;
     uint64_t done = atomic_fetch_add (&c->done, op->len) + op->len;
     if (c->progress)
       c->progress (c->opaque, done, c->ops.copy_bytes + c->ops.zero_bytes);
-    continue;
-  write_error:
-    {
-      int err = nbd_get_errno () ?: EIO;
-      set_error (c, err, rp_asprintf ("%s while writing %s",
-                                      err == ENOSPC ? strerror (err)
-                                      : nbd_get_error (), c->dst_name));
-    }
-    break;
   }
-  if (dst && !c->err && nbd_flush (dst, 0) == -1) {
-    int err = nbd_get_errno () ?: EIO;
-    set_error (c, err, rp_asprintf ("%s while writing %s",
-                                    err == ENOSPC ? strerror (err)
-                                    : nbd_get_error (), c->dst_name));
-  }
+  if (dst && !c->err && nbd_flush (dst, 0) == -1)
+    write_failed (c);
  out:
   if (dst) {
     nbd_shutdown (dst, 0);
