@@ -131,13 +131,81 @@ add_lines (struct lister *l, const char *text, mode_t mode)
   }
 }
 
+/* The entries of directory node N, after "." and "..". */
+static void
+list_entries (struct lister *l, struct node *n)
+{
+  struct rp_core *core = fs_get ()->core;
+
+  switch (n->p.kind) {
+  case FS_ROOT: {
+    AUTO_STRV char **systems = rp_core_systems (core);
+
+    add_strv (l, systems, S_IFDIR);
+    add (l, FS_JOBS_DIR, S_IFDIR);
+    break;
+  }
+  case FS_SYSTEM:
+    add_props (l, n, FS_SYS_PROP, rp_system_props);
+    add_list (l, rp_system_methods, S_IFREG);
+    add (l, FS_DISKS_DIR, S_IFDIR);
+    add (l, FS_RPS_DIR, S_IFDIR);
+    break;
+  case FS_SYS_DISKS: {
+    AUTO_STRV char **disks = rp_system_disks (n->sys);
+
+    add_strv (l, disks, S_IFREG);
+    break;
+  }
+  case FS_RPS: {
+    AUTO_STRV char **rps = rp_system_refpoints (n->sys);
+
+    add_strv (l, rps, S_IFDIR);
+    break;
+  }
+  case FS_RP: {
+    AUTO_FREE char *job = rp_refpoint_job (n->rp);
+
+    add_props (l, n, FS_RP_PROP, rp_refpoint_props);
+    add (l, FS_SETTINGS_DIR, S_IFDIR);
+    add_list (l, rp_refpoint_methods, S_IFREG);
+    add_list (l, rp_refpoint_streams, S_IFREG);
+    add (l, FS_DISKS_DIR, S_IFDIR);
+    if (job)
+      add (l, FS_JOBLINK, S_IFLNK);
+    break;
+  }
+  case FS_RP_SETTINGS_DIR:
+    add_list (l, rp_refpoint_settings, S_IFREG);
+    break;
+  case FS_RP_DISKS:
+    if (rp_refpoint_has_data (n->rp)) {
+      AUTO_FREE char *ids = rp_refpoint_prop (n->rp, "VirtualDiskIdentifiers");
+
+      add_lines (l, ids, S_IFREG);
+    }
+    break;
+  case FS_JOBS: {
+    AUTO_STRV char **jobs = rp_core_jobs (core);
+
+    add_strv (l, jobs, S_IFDIR);
+    break;
+  }
+  case FS_JOB:
+    add_props (l, n, FS_JOB_PROP, rp_job_props);
+    add_list (l, fs_job_methods, S_IFREG);
+    break;
+  default:
+    break;
+  }
+}
+
 static int
 fs_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
             struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
   AUTO_NODE struct node n = NODE_INIT;
   struct lister l = { .buf = buf, .filler = filler };
-  struct rp_core *core = fs_get ()->core;
   int r;
 
   (void) off;
@@ -158,67 +226,7 @@ fs_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 
   add (&l, ".", S_IFDIR);
   add (&l, "..", S_IFDIR);
-  switch (n.p.kind) {
-  case FS_ROOT: {
-    AUTO_STRV char **systems = rp_core_systems (core);
-
-    add_strv (&l, systems, S_IFDIR);
-    add (&l, FS_JOBS_DIR, S_IFDIR);
-    break;
-  }
-  case FS_SYSTEM:
-    add_props (&l, &n, FS_SYS_PROP, rp_system_props);
-    add_list (&l, rp_system_methods, S_IFREG);
-    add (&l, FS_DISKS_DIR, S_IFDIR);
-    add (&l, FS_RPS_DIR, S_IFDIR);
-    break;
-  case FS_SYS_DISKS: {
-    AUTO_STRV char **disks = rp_system_disks (n.sys);
-
-    add_strv (&l, disks, S_IFREG);
-    break;
-  }
-  case FS_RPS: {
-    AUTO_STRV char **rps = rp_system_refpoints (n.sys);
-
-    add_strv (&l, rps, S_IFDIR);
-    break;
-  }
-  case FS_RP: {
-    AUTO_FREE char *job = rp_refpoint_job (n.rp);
-
-    add_props (&l, &n, FS_RP_PROP, rp_refpoint_props);
-    add (&l, FS_SETTINGS_DIR, S_IFDIR);
-    add_list (&l, rp_refpoint_methods, S_IFREG);
-    add_list (&l, rp_refpoint_streams, S_IFREG);
-    add (&l, FS_DISKS_DIR, S_IFDIR);
-    if (job)
-      add (&l, FS_JOBLINK, S_IFLNK);
-    break;
-  }
-  case FS_RP_SETTINGS_DIR:
-    add_list (&l, rp_refpoint_settings, S_IFREG);
-    break;
-  case FS_RP_DISKS:
-    if (rp_refpoint_has_data (n.rp)) {
-      AUTO_FREE char *ids = rp_refpoint_prop (n.rp, "VirtualDiskIdentifiers");
-
-      add_lines (&l, ids, S_IFREG);
-    }
-    break;
-  case FS_JOBS: {
-    AUTO_STRV char **jobs = rp_core_jobs (core);
-
-    add_strv (&l, jobs, S_IFDIR);
-    break;
-  }
-  case FS_JOB:
-    add_props (&l, &n, FS_JOB_PROP, rp_job_props);
-    add_list (&l, fs_job_methods, S_IFREG);
-    break;
-  default:
-    break;
-  }
+  list_entries (&l, &n);
   return 0;
 }
 

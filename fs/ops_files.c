@@ -136,6 +136,46 @@ open_stream (struct node *n, struct handle *h, struct fuse_file_info *fi)
   return 0;
 }
 
+/* A property, setting or method file: its text as of now into H. */
+static int
+open_text (struct node *n, struct handle *h, bool wr)
+{
+  int r;
+
+  switch (n->p.kind) {
+  case FS_SYS_PROP: case FS_RP_PROP: case FS_JOB_PROP:
+    if (wr)
+      return -EACCES;
+    h->kind = H_VALUE;
+    break;
+  case FS_RP_SETTING:
+  case FS_SYS_METHOD: case FS_RP_METHOD: case FS_JOB_METHOD: {
+    /* Refuse a caller who may not write here at open, as the kernel would
+     * by the mode (perm.c); the core refuses again at the write. */
+    struct rp_caller who = fs_caller ();
+
+    r = wr ? node_allows (n, &who, W_OK) : 0;
+    if (r < 0)
+      return r;
+    /* O_TRUNC is a no-op: the value changes only by a whole write. */
+    h->kind = H_CONTROL;
+    break;
+  }
+  default:
+    return -EISDIR;
+  }
+
+  struct rp_caller who = fs_caller ();
+
+  h->value = node_value (n, &who);
+  if (h->value == NULL)
+    return h->kind == H_VALUE ? -ENOENT : -ENOMEM;
+  h->len = strlen (h->value);
+  if (h->node == FS_RP_SETTING && (h->orig = strdup (h->value)) == NULL)
+    return -ENOMEM;
+  return 0;
+}
+
 int
 fs_open (const char *path, struct fuse_file_info *fi)
 {
@@ -157,57 +197,21 @@ fs_open (const char *path, struct fuse_file_info *fi)
   h->node = n.p.kind;
 
   switch (n.p.kind) {
-  case FS_SYS_PROP: case FS_RP_PROP: case FS_JOB_PROP:
-    r = -EACCES;
-    if (wr)
-      goto err;
-    h->kind = H_VALUE;
-    break;
-  case FS_RP_SETTING:
-  case FS_SYS_METHOD: case FS_RP_METHOD: case FS_JOB_METHOD: {
-    /* Refuse a caller who may not write here at open, as the kernel would
-     * by the mode (perm.c); the core refuses again at the write. */
-    struct rp_caller who = fs_caller ();
-
-    r = wr ? node_allows (&n, &who, W_OK) : 0;
-    if (r < 0)
-      goto err;
-    /* O_TRUNC is a no-op: the value changes only by a whole write. */
-    h->kind = H_CONTROL;
-    break;
-  }
   case FS_SYS_DISK: case FS_RP_DISK:
     r = open_disk (&n, h, fi->flags);
-    if (r < 0)
-      goto err;
-    goto ok;
+    break;
   case FS_RP_JOBLINK:
     r = -ELOOP;                 /* the kernel follows it; never opened */
-    goto err;
+    break;
   case FS_RP_STREAM:
     r = open_stream (&n, h, fi);
-    if (r < 0)
-      goto err;
-    goto ok;
+    break;
   default:
-    r = -EISDIR;
+    r = open_text (&n, h, wr);
+    break;
+  }
+  if (r < 0)
     goto err;
-  }
-
-  {
-    struct rp_caller who = fs_caller ();
-
-    h->value = node_value (&n, &who);
-  }
-  if (h->value == NULL) {
-    r = h->kind == H_VALUE ? -ENOENT : -ENOMEM;
-    goto err;
-  }
-  h->len = strlen (h->value);
-  if (h->node == FS_RP_SETTING && (h->orig = strdup (h->value)) == NULL) {
-    r = -ENOMEM;
-    goto err;
-  }
 
  ok:
   fi->fh = (uintptr_t) h;

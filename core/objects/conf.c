@@ -370,48 +370,19 @@ parse_node (struct parser *ps, unsigned lineno, const char *id,
   return true;
 }
 
-/* One "Key = Value" line of a definition. */
+/* The keys that take a value only ("word = value"). */
+static const char *const scalar_keys[] = {
+  "VirtualSystemIdentifier", "qmp", "description", "guest-agent",
+  "vm-definition", "guest-agent-timeout", "consistency-fallback",
+  "export-rate-limit", "export-nice", "export-compression-level", "owner",
+  "group", "libvirt-domain", "libvirt-uri", NULL
+};
+
+/* "word = VAL" for a scalar WORD. */
 static bool
-parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
-                 struct span val)
+parse_scalar (struct parser *ps, unsigned lineno, struct span word,
+              struct span val)
 {
-  /* KEY is "word" or "word ID". */
-  struct span word = key, arg = { key.p + key.len, 0 };
-  for (size_t i = 0; i < key.len; i++)
-    if (is_blank (key.p[i])) {
-      word.len = i;
-      arg = trim ((struct span) { key.p + i, key.len - i });
-      break;
-    }
-
-  bool takes_id = span_is (word, "disk") || span_is (word, "node");
-  if (!takes_id && !span_is (word, "VirtualSystemIdentifier")
-      && !span_is (word, "qmp") && !span_is (word, "description")
-      && !span_is (word, "guest-agent") && !span_is (word, "vm-definition")
-      && !span_is (word, "guest-agent-timeout")
-      && !span_is (word, "consistency-fallback")
-      && !span_is (word, "export-rate-limit")
-      && !span_is (word, "export-nice")
-      && !span_is (word, "export-compression-level")
-      && !span_is (word, "owner") && !span_is (word, "group")
-      && !span_is (word, "libvirt-domain")
-      && !span_is (word, "libvirt-uri")) {
-    set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
-             KNOWN_KEYS ")", (int) key.len, key.p);
-    return false;
-  }
-  if (!takes_id && arg.len) {
-    set_err (ps->err, ps->file, lineno, "'%.*s' takes nothing between the "
-             "key and '=' (found '%.*s')", (int) word.len, word.p,
-             (int) arg.len, arg.p);
-    return false;
-  }
-  if (val.len == 0 && !span_is (word, "description")) {
-    set_err (ps->err, ps->file, lineno, "'%.*s' has no value after '='",
-             (int) key.len, key.p);
-    return false;
-  }
-
   if (span_is (word, "VirtualSystemIdentifier"))
     return parse_uuid (ps, lineno, val);
   if (span_is (word, "description"))
@@ -445,11 +416,15 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
   if (span_is (word, "libvirt-domain"))
     return set_once (ps, lineno, "libvirt-domain", &ps->lvdom_line,
                      &ps->c->libvirt_domain, val);
-  if (span_is (word, "libvirt-uri"))
-    return set_once (ps, lineno, "libvirt-uri", &ps->lvuri_line,
-                     &ps->c->libvirt_uri, val);
+  return set_once (ps, lineno, "libvirt-uri", &ps->lvuri_line,
+                   &ps->c->libvirt_uri, val);
+}
 
-  /* disk ID = PATH, node ID = NODENAME */
+/* "disk ID = PATH" or "node ID = NODENAME" (WORD, ARG the id). */
+static bool
+parse_with_id (struct parser *ps, unsigned lineno, struct span word,
+               struct span arg, struct span val)
+{
   const char *usage = span_is (word, "disk")
     ? "disk ID = PATH" : "node ID = NODENAME";
   if (arg.len == 0) {
@@ -466,6 +441,44 @@ parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
   if (span_is (word, "disk"))
     return parse_disk (ps, lineno, id, val);
   return parse_node (ps, lineno, id, val);
+}
+
+/* One "Key = Value" line of a definition. */
+static bool
+parse_conf_line (struct parser *ps, unsigned lineno, struct span key,
+                 struct span val)
+{
+  /* KEY is "word" or "word ID". */
+  struct span word = key, arg = { key.p + key.len, 0 };
+  for (size_t i = 0; i < key.len; i++)
+    if (is_blank (key.p[i])) {
+      word.len = i;
+      arg = trim ((struct span) { key.p + i, key.len - i });
+      break;
+    }
+
+  bool takes_id = span_is (word, "disk") || span_is (word, "node");
+  bool scalar = false;
+  for (size_t i = 0; scalar_keys[i]; i++)
+    scalar |= span_is (word, scalar_keys[i]);
+  if (!takes_id && !scalar) {
+    set_err (ps->err, ps->file, lineno, "unknown key '%.*s' (known keys: "
+             KNOWN_KEYS ")", (int) key.len, key.p);
+    return false;
+  }
+  if (!takes_id && arg.len) {
+    set_err (ps->err, ps->file, lineno, "'%.*s' takes nothing between the "
+             "key and '=' (found '%.*s')", (int) word.len, word.p,
+             (int) arg.len, arg.p);
+    return false;
+  }
+  if (val.len == 0 && !span_is (word, "description")) {
+    set_err (ps->err, ps->file, lineno, "'%.*s' has no value after '='",
+             (int) key.len, key.p);
+    return false;
+  }
+  return takes_id ? parse_with_id (ps, lineno, word, arg, val)
+    : parse_scalar (ps, lineno, word, val);
 }
 
 /* Checks that need the whole file: nodes against disks and qmp. */
