@@ -110,5 +110,14 @@ paced=$(grep -c "export job [0-9]* was paced by the guest's disk latency" "${_MN
 grep "was paced by\|too few disk requests" "${_MNT_LOG[$MNT]}" | sed 's/^/   /'
 assert_eq "$paced" 4 "exports that say in rpfs's log how the guest's latency paced them"
 
+step "an archive export of rp3 (read in the VM's request size) holds the same disks"
+E5=$(new_dir archive-rp3)
+export_rp "$RPS/rp3" "$E5" "Format=tar"
+mkdir -p "$WORK/unpack"
+tar -xSf "$E5/vm1.tar" -C "$WORK/unpack" || fail "tar -x of vm1.tar"
+for d in sda sdb; do
+  cmp "$WORK/unpack/vm1/disks/$d.raw" "$WORK/rp3full.$d.raw" || fail "$d in vm1.tar differs from the full export of rp3"
+done
+
 umount_rpfs "$MNT"
 pass

@@ -13,8 +13,9 @@
  *
  * A full disk is read straight from QEMU's NBD export of the point-in-time
  * disk into the archive: block status gives the data ranges (the sparse
- * map, which precedes the data), then up to DEPTH reads of 2 MiB are in
- * flight on one connection and are added in order.  Nothing is staged.  A
+ * map, which precedes the data), then up to DEPTH ops of 2 MiB are in
+ * flight on one connection, each as requests of the backend's read_max
+ * (a VM's QEMU: 256 KiB), and are added in order.  Nothing is staged.  A
  * differential disk is first written by qemu-nbd (copy.c) into an unnamed
  * file (O_TMPFILE: in the ExportDirectory as the caller, or in STORE/run
  * for a stream), then added: the staging is at most that image, one disk
@@ -206,28 +207,62 @@ sparse_map (const struct rp_ops *ops, size_t *n)
   return v;
 }
 
+#define PIECES 8                /* reads per 2 MiB op, at the smallest size */
+
 struct reader {
   struct rp_src src;            /* one export, or a chain (source.h) */
   struct nbd_handle *h;         /* src.h[0] */
+  uint32_t piece;               /* bytes per read request (read_max) */
   char *buf[DEPTH];
-  int64_t cookie[DEPTH];
+  int64_t cookie[DEPTH][PIECES];  /* 0: done at issue */
+  unsigned ncookie[DEPTH];
   struct rp_mhash *mh;          /* the member's SHA-256 (memberhash.h) */
   struct rp_mhash *mt;          /* the disk's digest table, or NULL */
   uint64_t tick[DEPTH], ttick[DEPTH];  /* their tickets for each buffer */
 };
 
-/* Wait for read I of R and hand back its buffer, or NULL. */
+/* Start the reads of OP into buffer slot K: requests of at most r->piece
+ * bytes (the backend's read_max: a VM's QEMU serves small ones best), all
+ * in flight; a chain (source.h) is read through its map at once.  0, or
+ * -1 (those issued are still collected). */
+static int
+issue (struct reader *r, size_t k, const struct rp_op *op)
+{
+  r->ncookie[k] = 0;
+  if (r->src.n > 1) {
+    r->cookie[k][r->ncookie[k]++] =
+      rp_src_pread (&r->src, r->buf[k], op->len, op->off, NULL) == 0 ? 0 : -1;
+    return r->cookie[k][0] == 0 ? 0 : -1;
+  }
+  for (uint64_t at = 0; at < op->len;) {
+    uint64_t l = op->len - at < r->piece ? op->len - at : r->piece;
+    if (r->ncookie[k] == PIECES)
+      return -1;                /* ops are at most 2 MiB: never */
+    int64_t c = nbd_aio_pread (r->h, r->buf[k] + at, l, op->off + at,
+                               NBD_NULL_COMPLETION, 0);
+    if (c == -1)
+      return -1;
+    r->cookie[k][r->ncookie[k]++] = c;
+    at += l;
+  }
+  return 0;
+}
+
+/* Wait for every read of op I of R and hand back its buffer, or NULL. */
 static char *
 collect (struct reader *r, size_t i)
 {
-  int64_t c = r->cookie[i % DEPTH];
-  int d;
-  if (c == 0)                   /* read at issue (a chain) */
-    return r->buf[i % DEPTH];
-  while ((d = nbd_aio_command_completed (r->h, c)) == 0)
-    if (nbd_poll (r->h, -1) == -1)
-      return NULL;
-  return d == 1 ? r->buf[i % DEPTH] : NULL;
+  size_t k = i % DEPTH;
+  bool ok = true;
+  for (unsigned j = 0; j < r->ncookie[k]; j++) {
+    int64_t c = r->cookie[k][j];
+    int d = c == 0 ? 1 : 0;
+    while (d == 0 && (d = nbd_aio_command_completed (r->h, c)) == 0)
+      if (nbd_poll (r->h, -1) == -1)
+        return NULL;
+    ok &= d == 1;
+  }
+  return ok ? r->buf[k] : NULL;
 }
 
 /* Stream the data of OPS (reads pipelined, in order) and the holes
@@ -246,16 +281,8 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
       if (r->mt)
         rp_mhash_wait (r->mt, r->ttick[issued % DEPTH]);
-      if (r->src.n > 1)         /* a chain: read through its map now */
-        r->cookie[issued % DEPTH] =
-          rp_src_pread (&r->src, r->buf[issued % DEPTH], op->len, op->off,
-                        NULL) == 0 ? 0 : -1;
-      else
-        r->cookie[issued % DEPTH] =
-          nbd_aio_pread (r->h, r->buf[issued % DEPTH], op->len, op->off,
-                         NBD_NULL_COMPLETION, 0);
-      if (r->cookie[issued % DEPTH] == -1)
-        return nbd_rv (w, nbd_get_error (), why);
+      if (issue (r, issued % DEPTH, op) != 0)
+        return nbd_rv (w, nbd_get_error () ?: "cannot read", why);
     }
     const struct rp_op *op = &ops->v[i];
     if (op->off > pos) {
@@ -314,6 +341,9 @@ raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
     goto out;
   }
   r.h = r.src.h[0];
+  /* At most 2 MiB (the buffers), at least 256 KiB (PIECES of them). */
+  r.piece = ep->read_max >= (2u << 20) / PIECES && ep->read_max < (2u << 20)
+    ? ep->read_max : 2u << 20;
   for (int i = 0; i < DEPTH; i++)
     r.buf[i] = rp_calloc (1, 2u << 20);
   map = sparse_map (&ops, &nmap);
