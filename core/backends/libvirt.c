@@ -28,7 +28,7 @@
 #include "lvirt.h"
 #include "proc.h"
 
-#define DEFAULT_URI "qemu:///system"
+#define DEFAULT_URI RP_LIBVIRT_DEFAULT_URI
 
 static const char *
 uri (struct rp_system *sys)

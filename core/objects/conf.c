@@ -126,6 +126,8 @@ struct node_line {
 
 struct parser {
   const char *file;
+  const char *name;             /* the system's */
+  const char *lv_uri;           /* the store's "libvirt = URI", or NULL */
   struct rp_conf *c;
   char **err;
   unsigned uuid_line, qmp_line, desc_line, agent_line, timeout_line;
@@ -487,6 +489,14 @@ check_conf (struct parser *ps)
 {
   struct rp_conf *c = ps->c;
 
+  /* In a store that says "libvirt = URI" (storeconf.c), a definition with
+   * no disk, qmp or libvirt-domain line is the domain of its name: it only
+   * adds settings. */
+  if (ps->lv_uri && !c->libvirt_domain && !c->qmp && c->ndisks == 0) {
+    c->libvirt_domain = rp_strdup (ps->name);
+    if (!c->libvirt_uri)
+      c->libvirt_uri = rp_strdup (ps->lv_uri);
+  }
   if (c->libvirt_domain && c->qmp) {
     set_err (ps->err, ps->file, ps->qmp_line, "'qmp' and 'libvirt-domain' "
              "(line %u) exclude each other: libvirt owns its domain's "
@@ -551,8 +561,16 @@ struct rp_conf *
 rp_conf_parse (const char *file, const char *name, const char *text,
                size_t len, char **err)
 {
+  return rp_conf_parse_in (file, name, text, len, NULL, err);
+}
+
+struct rp_conf *
+rp_conf_parse_in (const char *file, const char *name, const char *text,
+                  size_t len, const char *lv_uri, char **err)
+{
   struct rp_conf *c = rp_calloc (1, sizeof *c);
-  struct parser ps = { .file = file, .c = c, .err = err };
+  struct parser ps = { .file = file, .name = name, .lv_uri = lv_uri, .c = c,
+                       .err = err };
   struct span line, key, val;
   size_t pos = 0;
   unsigned lineno = 0;

@@ -58,7 +58,15 @@ struct rp_conf {
  * UUID is accepted and stored in lower case. */
 struct rp_conf *rp_conf_parse (const char *file, const char *name,
                                const char *text, size_t len, char **err);
+/* The same in a store that says "libvirt = LV_URI" (NULL: none): a
+ * definition with no disk, qmp or libvirt-domain line is then the libvirt
+ * domain NAME on that connection. */
+struct rp_conf *rp_conf_parse_in (const char *file, const char *name,
+                                  const char *text, size_t len,
+                                  const char *lv_uri, char **err);
 void rp_conf_free (struct rp_conf *c);
+/* libvirt-uri when a definition gives none */
+#define RP_LIBVIRT_DEFAULT_URI "qemu:///system"
 
 /* Generic "Key = Value" record (one per line, '#' comments, blank lines
  * ignored; a key may repeat, values keep their order).  Used for reference

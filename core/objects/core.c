@@ -58,6 +58,7 @@ core_free (struct rp_core *core)
   free (core->store);
   free (core->mountpoint);
   free (core->mount_real);
+  free (core->libvirt_uri);
   free (core);
 }
 
@@ -102,6 +103,8 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
     core->jobseq = strtoul (seq, NULL, 10);
 
   rp_export_cleanup (core);
+  if (rp_store_conf_load (core, err) != 0)
+    goto fail;
   sysdir = rp_asprintf ("%s/systems", core->store);
   struct dirent **list;
   int n = scandir (sysdir, &list, conf_filter, alphasort);
@@ -115,7 +118,7 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
       CLEANUP_FREE char *path = rp_asprintf ("%s/%s", sysdir,
                                              list[i]->d_name);
       list[i]->d_name[strlen (list[i]->d_name) - 5] = 0;
-      r = rp_system_load (core, path, list[i]->d_name, (unsigned) i, err);
+      r = rp_system_load (core, path, list[i]->d_name, err);
     }
     free (list[i]);
   }
@@ -129,27 +132,54 @@ rp_core_open (const char *store, const char *mountpoint, char **err)
   return NULL;
 }
 
+static struct rp_system *
+nth_system (struct rp_core *core, size_t i)
+{
+  pthread_mutex_lock (&core->lock);
+  struct rp_system *sys = i < core->nsystems ? core->systems[i] : NULL;
+  pthread_mutex_unlock (&core->lock);
+  return sys;
+}
+
+/* Start system SYS.  A definition that does not match what it names fails
+ * the mount, except for a domain rpfs.conf's "libvirt = URI" brought in
+ * (it is listed and answers 32777 with the reason, as a system that cannot
+ * be reached now does). */
+static int
+start_one (struct rp_system *sys, char **err)
+{
+  if (rp_backend_check (sys, err) != 0)
+    return -1;
+  pthread_mutex_lock (&sys->op_lock);
+  int r = rp_backend_start (sys, err);
+  pthread_mutex_unlock (&sys->op_lock);
+  if (r == -2 || (r == -1 && sys->auto_domain)) {
+    /* A VM that is not running now: listed all the same; its methods
+     * answer 32777 until it is back (each call tries to attach). */
+    fprintf (stderr, "rpfs: %s: %s\n", sys->name, *err);
+    free (*err);
+    *err = NULL;
+    r = 0;
+  }
+  return r;
+}
+
 int
 rp_core_start (struct rp_core *core, char **err)
 {
-  for (size_t i = 0; i < core->nsystems; i++) {
-    struct rp_system *sys = core->systems[i];
-    if (rp_backend_check (sys, err) != 0)
+  struct rp_system *sys;
+  for (size_t i = 0; (sys = nth_system (core, i)) != NULL; i++)
+    if (start_one (sys, err) != 0)
       return -1;
-    pthread_mutex_lock (&sys->op_lock);
-    int r = rp_backend_start (sys, err);
-    pthread_mutex_unlock (&sys->op_lock);
-    if (r == -2) {
-      /* A VM that is not running now: listed all the same; its methods
-       * answer 32777 until it is back (each call tries to attach). */
-      fprintf (stderr, "rpfs: %s: %s\n", sys->name, *err);
-      free (*err);
-      *err = NULL;
-      r = 0;
-    }
-    if (r != 0)
+  /* The domains of "libvirt = URI": added now, started like the others;
+   * later ones are added when libvirt defines them and start at first
+   * use. */
+  size_t from = core->nsystems;
+  if (core->libvirt_uri && rp_lvstore_start (core, err) != 0)
+    return -1;
+  for (size_t i = from; (sys = nth_system (core, i)) != NULL; i++)
+    if (start_one (sys, err) != 0)
       return -1;
-  }
   return 0;
 }
 
@@ -158,6 +188,7 @@ rp_core_close (struct rp_core *core)
 {
   core->closing = true;
   core->notify = NULL;
+  rp_lvstore_stop (core);
   rp_jobs_terminate_all (core);
   for (size_t i = 0; i < core->nsystems; i++) {
     struct rp_system *sys = core->systems[i];

@@ -60,6 +60,9 @@ struct rp_system {
   struct rp_core *core;
   unsigned index;
   char *name;
+  bool auto_domain;             /* added for a domain of STORE/rpfs.conf's
+                                   "libvirt = URI" (no definition file) */
+  bool hidden;                  /* its domain was undefined (core->lock) */
   char *conf_path;
   struct rp_conf *conf;
   char *uuid;
@@ -169,7 +172,23 @@ struct rp_core {
   void *notify_opaque;
   bool closing;
   int lock_fd;                  /* flock on STORE/state/lock */
+  char *libvirt_uri;            /* STORE/rpfs.conf "libvirt = URI", or NULL */
+  void *lvstore;                /* that connection's watcher (lvstore.c) */
 };
+
+/* storeconf.c: STORE/rpfs.conf into core (0, or -1 with *err). */
+int rp_store_conf_load (struct rp_core *core, char **err);
+/* system.c: a system for libvirt domain NAME on core->libvirt_uri, unless
+ * one of that name exists (a hidden one is shown again).  Called at load
+ * and when libvirt says a domain was defined; 0, or -1 with *err. */
+int rp_core_add_domain (struct rp_core *core, const char *name, char **err);
+/* A domain was undefined: its system (added for it) is hidden from the
+ * tree; the object stays until unmount (jobs may refer to it). */
+void rp_core_hide_domain (struct rp_core *core, const char *name);
+/* lvstore.c: list the domains of core->libvirt_uri, add them, and follow
+ * definitions and undefinitions (0, or -1 with *err); stop following. */
+int rp_lvstore_start (struct rp_core *core, char **err);
+void rp_lvstore_stop (struct rp_core *core);
 
 /* core.c */
 void rp_notify (struct rp_core *core, enum rp_event ev, const char *fmt, ...)
@@ -177,7 +196,7 @@ void rp_notify (struct rp_core *core, enum rp_event ev, const char *fmt, ...)
 
 /* system.c */
 int rp_system_load (struct rp_core *core, const char *conf_path,
-                    const char *name, unsigned index, char **err);
+                    const char *name, char **err);
 void rp_system_free (struct rp_system *sys);
 void rp_system_result_set (struct rp_result **list, const char *method,
                            uid_t uid, int rv, const char *job_id,

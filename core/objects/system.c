@@ -60,36 +60,29 @@ load_uuid (struct rp_system *sys, char **err)
   return 0;
 }
 
-int
-rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
-                unsigned index, char **err)
+/* A system NAME from definition TEXT (LABEL names it in messages),
+ * appended to the core's list as system INDEX. */
+static struct rp_system *
+system_new (struct rp_core *core, const char *label, const char *name,
+            const char *text, size_t len, char **err)
 {
-  size_t len;
-  CLEANUP_FREE char *text = rp_read_file (conf_path, &len);
-  if (!text) {
-    *err = rp_asprintf ("%s: %s", conf_path, strerror (errno));
-    return -1;
-  }
   if (!rp_name_valid (name) || !strcmp (name, "jobs")) {
     *err = rp_asprintf ("%s: '%s' is not a valid system name (1 to 64 "
                         "letters, digits, '_', '.', '-'; 'jobs' is reserved)",
-                        conf_path, name);
-    return -1;
+                        label, name);
+    return NULL;
   }
-  struct rp_conf *conf = rp_conf_parse (conf_path, name, text, len, err);
+  struct rp_conf *conf = rp_conf_parse_in (label, name, text, len,
+                                           core->libvirt_uri, err);
   if (!conf)
-    return -1;
+    return NULL;
   struct rp_system *sys = rp_calloc (1, sizeof *sys);
   sys->core = core;
-  sys->index = index;
   sys->name = rp_strdup (name);
-  sys->conf_path = rp_strdup (conf_path);
+  sys->conf_path = rp_strdup (label);
   sys->conf = conf;
   rp_backend_bind (sys);
   pthread_mutex_init (&sys->op_lock, NULL);
-  sys->statedir = rp_asprintf ("%s/state/%s", core->store, name);
-  sys->nbd_path = rp_asprintf ("%s/run/%u.nbd", core->store, index);
-  sys->log_path = rp_asprintf ("%s/log/%s.log", core->store, name);
   sys->ndisks = conf->ndisks;
   sys->disks = rp_calloc (conf->ndisks + 1, sizeof *sys->disks);
   for (size_t i = 0; i < conf->ndisks; i++) {
@@ -98,13 +91,27 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
     sys->disks[i].line = conf->disks[i].line;
     snprintf (sys->disks[i].node, sizeof sys->disks[i].node, "d%u", (unsigned) (i & 0xffff));
   }
+  pthread_mutex_lock (&core->lock);
   struct rp_system **v = realloc (core->systems,
                                   (core->nsystems + 1) * sizeof *v);
   if (!v)
     abort ();
   core->systems = v;
+  sys->index = (unsigned) core->nsystems;
   core->systems[core->nsystems++] = sys;
+  pthread_mutex_unlock (&core->lock);
+  sys->statedir = rp_asprintf ("%s/state/%s", core->store, name);
+  sys->nbd_path = rp_asprintf ("%s/run/%u.nbd", core->store, sys->index);
+  sys->log_path = rp_asprintf ("%s/log/%s.log", core->store, name);
+  return sys;
+}
 
+/* What a loaded system needs on disk: its state directory, its UUID, its
+ * reference points. */
+static int
+system_state (struct rp_system *sys, char **err)
+{
+  struct rp_core *core = sys->core;
   if (strlen (sys->nbd_path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
     *err = rp_asprintf ("%s: the store path is too long for a Unix socket "
                         "(%s); use a shorter --store path", core->store,
@@ -118,6 +125,83 @@ rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
   if (load_uuid (sys, err) != 0)
     return -1;
   return rp_refpoint_load_all (sys, err);
+}
+
+int
+rp_system_load (struct rp_core *core, const char *conf_path, const char *name,
+                char **err)
+{
+  size_t len;
+  CLEANUP_FREE char *text = rp_read_file (conf_path, &len);
+  if (!text) {
+    *err = rp_asprintf ("%s: %s", conf_path, strerror (errno));
+    return -1;
+  }
+  struct rp_system *sys = system_new (core, conf_path, name, text, len, err);
+  return sys ? system_state (sys, err) : -1;
+}
+
+/* SYS is libvirt domain NAME on the store's libvirt connection. */
+static bool
+names_domain (const struct rp_system *sys, const char *name)
+{
+  const struct rp_conf *c = sys->conf;
+  const char *uri = c->libvirt_uri ? c->libvirt_uri : RP_LIBVIRT_DEFAULT_URI;
+  return c->libvirt_domain && sys->core->libvirt_uri
+    && !strcmp (c->libvirt_domain, name)
+    && !strcmp (uri, sys->core->libvirt_uri);
+}
+
+int
+rp_core_add_domain (struct rp_core *core, const char *name, char **err)
+{
+  pthread_mutex_lock (&core->lock);
+  struct rp_system *old = NULL;
+  for (size_t i = 0; i < core->nsystems; i++)
+    if (!strcmp (core->systems[i]->name, name)
+        || names_domain (core->systems[i], name))
+      old = core->systems[i];
+  bool shown = old && old->hidden;
+  if (shown)
+    old->hidden = false;
+  bool taken = old && !names_domain (old, name);
+  pthread_mutex_unlock (&core->lock);
+  if (taken) {
+    *err = rp_asprintf ("system %s is defined in %s", name, old->conf_path);
+    return -1;
+  }
+  if (old) {
+    if (shown)
+      rp_notify (core, RP_EV_CREATED, "%s", name);
+    return 0;
+  }
+  CLEANUP_FREE char *label = rp_asprintf ("libvirt domain %s (%s/rpfs.conf)",
+                                          name, core->store);
+  struct rp_system *sys = system_new (core, label, name, "", 0, err);
+  if (!sys)
+    return -1;
+  sys->auto_domain = true;
+  if (system_state (sys, err) != 0) {
+    rp_core_hide_domain (core, name);
+    return -1;
+  }
+  rp_notify (core, RP_EV_CREATED, "%s", name);
+  return 0;
+}
+
+void
+rp_core_hide_domain (struct rp_core *core, const char *name)
+{
+  pthread_mutex_lock (&core->lock);
+  bool hid = false;
+  for (size_t i = 0; i < core->nsystems; i++) {
+    struct rp_system *sys = core->systems[i];
+    if (names_domain (sys, name) && !sys->hidden)
+      sys->hidden = hid = true;
+  }
+  pthread_mutex_unlock (&core->lock);
+  if (hid)
+    rp_notify (core, RP_EV_DELETED, "%s", name);
 }
 
 void
@@ -150,18 +234,24 @@ char **
 rp_core_systems (struct rp_core *core)
 {
   char **v = rp_calloc (1, sizeof *v);
+  pthread_mutex_lock (&core->lock);
   for (size_t i = 0; i < core->nsystems; i++)
-    v = rp_strv_push (v, core->systems[i]->name);
+    if (!core->systems[i]->hidden)
+      v = rp_strv_push (v, core->systems[i]->name);
+  pthread_mutex_unlock (&core->lock);
   return v;
 }
 
 struct rp_system *
 rp_core_system (struct rp_core *core, const char *name)
 {
+  struct rp_system *sys = NULL;
+  pthread_mutex_lock (&core->lock);
   for (size_t i = 0; i < core->nsystems; i++)
-    if (!strcmp (core->systems[i]->name, name))
-      return core->systems[i];
-  return NULL;
+    if (!core->systems[i]->hidden && !strcmp (core->systems[i]->name, name))
+      sys = core->systems[i];
+  pthread_mutex_unlock (&core->lock);
+  return sys;
 }
 
 char *
