@@ -5,7 +5,9 @@
 # point still reads as the disk was at its creation: through FUSE, in a
 # full export, as the target of a differential export.  RemoveAssociatedData
 # and rmdir of one in the middle keep the older ones exact (its scratch is
-# kept for them), and so does a clean remount (the chain re-attached).
+# kept for them), and so do clean remounts (the chain re-attached, a kept
+# newest one under a new layer each time), and the kept scratch goes once
+# no older one has data.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -34,6 +36,7 @@ remove_data() {
 
 step "$N log based reference points, a change after each"
 fill_file "$DISK" 0x66 32M 16M
+fill_file "$DISK" 0x55 24M 4M # not written again until after a remount
 for ((k = 1; k <= N; k++)); do
   cp --sparse=always "$DISK" "$WORK/at-rp$k.raw"
   mkdir "$RPS/rp$k"
@@ -83,12 +86,27 @@ for k in 1 2 5; do
   cmp "$RPS/rp$k/disks/sda" "$WORK/at-rp$k.raw" || fail "rp$k/disks/sda differs after the remount"
 done
 
+step "rmdir rp5, the newest (kept: its job runs on); two remounts with writes between"
+rmdir "$RPS/rp5"
+fill_file "$DISK" 0x7a 40M 4M
+umount_rpfs "$MNT"
+mount_rpfs "$STORE" "$MNT"
+fill_file "$DISK" 0x7b 24M 4M # preserved in the kept one's new layer only
+fill_file "$DISK" 0x7b 52M 4M # so is this never-written range
+umount_rpfs "$MNT"
+mount_rpfs "$STORE" "$MNT"
+fill_file "$DISK" 0x7c 24M 32M
+for k in 1 2; do
+  cmp "$RPS/rp$k/disks/sda" "$WORK/at-rp$k.raw" || fail "rp$k/disks/sda differs after the second remount"
+done
+
 step "when no older one needs them, kept scratch files go"
 for k in 1 2; do
   remove_data "$k"
 done
-cmp "$RPS/rp5/disks/sda" "$WORK/at-rp5.raw" || fail "rp5/disks/sda differs"
 [[ ! -d $STORE/state/vm1/kept ]] || [[ -z $(ls -A "$STORE/state/vm1/kept") ]] ||
   fail "kept scratch left behind: $(ls "$STORE/state/vm1/kept")"
+[[ -z $(find "$STORE/state/vm1" -name '*fleece*') ]] ||
+  fail "scratch images left behind: $(find "$STORE/state/vm1" -name '*fleece*')"
 umount_rpfs "$MNT"
 pass

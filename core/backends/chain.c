@@ -177,8 +177,9 @@ rp_chain_commit (struct rp_link *l, char **why)
 
 /* ---- losing data ---- */
 
+/* A kept link's record, in DIR: what a restart needs to open it again. */
 static int
-kept_record (struct rp_link *l, char **err)
+kept_record (struct rp_link *l, const char *dir, char **err)
 {
   struct rp_kv *kv = rp_kv_new ();
   char n[16];
@@ -190,7 +191,7 @@ kept_record (struct rp_link *l, char **err)
     rp_kv_add (kv, "disk", l->disk_ids[i]);
   CLEANUP_FREE char *text = rp_kv_render (kv);
   rp_kv_free (kv);
-  CLEANUP_FREE char *path = rp_asprintf ("%s/record", l->dir);
+  CLEANUP_FREE char *path = rp_asprintf ("%s/record", dir);
   if (rp_write_file_atomic (path, text, strlen (text), 0600) != 0) {
     *err = rp_asprintf ("%s: %s", path, strerror (errno));
     return -1;
@@ -198,35 +199,96 @@ kept_record (struct rp_link *l, char **err)
   return 0;
 }
 
-/* Keep link I (an older one needs it) without its reference point. */
+/* L's directory is STATE/kept/SEQ (never a reference point's own). */
+static bool
+in_kept (struct rp_system *sys, const struct rp_link *l)
+{
+  CLEANUP_FREE char *dir = rp_asprintf ("%s/kept/%u", sys->statedir,
+                                        l->seq);
+  return !strcmp (l->dir, dir);
+}
+
+/* Tear link L down for good: its nodes, its files, a kept link's
+ * directory.  0, or -3 (QEMU did not answer; nothing is removed). */
+static int
+drop_link (struct rp_system *sys, struct rp_link *l)
+{
+  if (rp_link_teardown (l, rp_strv_len (l->disk_ids), !l->orphan) == -3)
+    return -3;
+  if (!l->rp && in_kept (sys, l))
+    rp_rm_rf (l->dir);
+  link_remove (sys, l);
+  return 0;
+}
+
+/* The chain is broken at L (its scratch could not be kept): the links
+ * up to L go, and the reference points among them lose their data. */
+static void
+drop_upto (struct rp_system *sys, unsigned seq, const char *why)
+{
+  for (;;) {
+    pthread_mutex_lock (&sys->core->lock);
+    struct rp_link *l = sys->nlinks && sys->links[0]->seq <= seq
+      ? sys->links[0] : NULL;
+    struct rp_refpoint *rp = l ? l->rp : NULL;
+    pthread_mutex_unlock (&sys->core->lock);
+    if (!l)
+      return;
+    if (rp) {
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
+               sys->name, rp->name, why);
+      pthread_mutex_lock (&sys->core->lock);
+      rp->has_data = false;
+      rp->layers = 0;
+      rp_refpoint_save (rp);
+      pthread_mutex_unlock (&sys->core->lock);
+    }
+    if (drop_link (sys, l) == -3) {
+      l->orphan = true;         /* its files are gone; QEMU's nodes wait */
+      link_remove (sys, l);
+    }
+  }
+}
+
+/* Keep L (an older link needs it) without its reference point: the record
+ * first, then the files, into STATE/kept/SEQ.  If that fails, the older
+ * links cannot be served any more. */
 static void
 keep (struct rp_system *sys, struct rp_link *l)
 {
   CLEANUP_FREE char *dir = rp_asprintf ("%s/kept/%u", sys->statedir,
                                         l->seq);
   char *e = NULL;
-  if (rp_link_move_files (l, dir, &e) != 0 || kept_record (l, &e) != 0) {
-    /* Still open in QEMU, so the older reference points read right until
-     * QEMU restarts; then their chain is incomplete and they lose their
-     * data (rp_chain_rebuild). */
-    fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
-    free (e);
-  }
+  if (rp_mkdir_p (dir, 0700) != 0)
+    e = rp_asprintf ("%s: %s", dir, strerror (errno));
+  if (!e && kept_record (l, dir, &e) == 0)
+    rp_link_move_files (l, dir, &e);
   pthread_mutex_lock (&sys->core->lock);
   l->rp = NULL;
   pthread_mutex_unlock (&sys->core->lock);
+  if (e) {
+    CLEANUP_FREE char *why = rp_asprintf ("the scratch of a newer reference "
+                                          "point could not be kept: %s", e);
+    free (e);
+    drop_upto (sys, l->seq, why);
+    rp_rm_rf (dir);
+  }
 }
 
-/* Tear link L down for good.  0, or -3 (QEMU did not answer). */
+/* Kept links at the old end of the chain: no older link needs them. */
 static int
-drop_link (struct rp_system *sys, struct rp_link *l)
+sweep (struct rp_system *sys)
 {
-  if (rp_link_teardown (l, rp_strv_len (l->disk_ids), true) == -3)
-    return -3;
-  if (!l->rp)
-    rp_rm_rf (l->dir);          /* a kept link's own directory */
-  link_remove (sys, l);
-  return 0;
+  for (;;) {
+    pthread_mutex_lock (&sys->core->lock);
+    struct rp_link *k = sys->nlinks && !sys->links[0]->rp ? sys->links[0]
+      : NULL;
+    pthread_mutex_unlock (&sys->core->lock);
+    if (!k)
+      return 0;
+    if (drop_link (sys, k) == -3)
+      return -1;
+  }
 }
 
 int
@@ -241,28 +303,23 @@ rp_chain_drop (struct rp_system *sys, struct rp_refpoint *rp)
       oldest = i == 0;
     }
   pthread_mutex_unlock (&sys->core->lock);
-  if (!l)
-    return 0;
-  if (!oldest) {
+  int r = 0;
+  if (l && !oldest)
     keep (sys, l);
-    reap (sys);
-    return 0;
-  }
-  if (drop_link (sys, l) == -3)
-    return -1;
-  /* Kept links that no older one needs any more. */
-  for (;;) {
+  else if (l && drop_link (sys, l) == -3) {
+    /* QEMU is slow: the link stays (without RP, which may be freed now:
+     * an undone creation), to be torn down by a later sweep; its files
+     * stay with RP's directory. */
     pthread_mutex_lock (&sys->core->lock);
-    struct rp_link *k = sys->nlinks && !sys->links[0]->rp ? sys->links[0]
-      : NULL;
+    l->rp = NULL;
+    l->orphan = true;
     pthread_mutex_unlock (&sys->core->lock);
-    if (!k)
-      break;
-    if (drop_link (sys, k) == -3)
-      return -1;
+    r = -1;
   }
+  if (sweep (sys) != 0)
+    r = -1;
   reap (sys);
-  return 0;
+  return r;
 }
 
 /* ---- readers ---- */
@@ -316,63 +373,124 @@ forget (struct rp_system *sys)
     link_remove (sys, sys->links[sys->nlinks - 1]);
 }
 
-/* The kept links of STATE/kept, into the list. */
+/* Links being rebuilt, not yet published in sys->links. */
+struct linkv {
+  struct rp_link **v;
+  size_t n;
+};
+
 static void
-load_kept (struct rp_system *sys)
+linkv_insert (struct linkv *c, struct rp_link *l)
+{
+  c->v = realloc (c->v, (c->n + 1) * sizeof *c->v);
+  if (!c->v)
+    abort ();
+  size_t at = c->n;
+  while (at > 0 && c->v[at - 1]->seq > l->seq)
+    at--;
+  memmove (&c->v[at + 1], &c->v[at], (c->n - at) * sizeof *c->v);
+  c->v[at] = l;
+  c->n++;
+}
+
+/* One kept link from directory SUB, or NULL if its record is unreadable. */
+static struct rp_link *
+load_one_kept (struct rp_system *sys, const char *sub)
+{
+  CLEANUP_FREE char *rec = rp_asprintf ("%s/record", sub);
+  size_t len;
+  CLEANUP_FREE char *text = rp_read_file (rec, &len);
+  char *err = NULL;
+  struct rp_kv *kv = text ? rp_kv_parse (rec, text, len, &err) : NULL;
+  free (err);
+  if (!kv)
+    return NULL;
+  unsigned seq = (unsigned) atoi (rp_kv_get (kv, "Sequence") ?: "0");
+  unsigned layers = (unsigned) atoi (rp_kv_get (kv, "FleeceLayers") ?: "0");
+  const char **disks = rp_kv_all (kv, "disk");
+  struct rp_link *l = NULL;
+  if (seq && layers && layers < 1000 && disks && disks[0])
+    l = link_new (sys, seq, layers, sub, (char *const *) disks, NULL);
+  free (disks);
+  rp_kv_free (kv);
+  return l;
+}
+
+/* The kept links of STATE/kept, into C.  false if one cannot be read: the
+ * chain would have a gap. */
+static bool
+load_kept (struct rp_system *sys, struct linkv *c)
 {
   CLEANUP_FREE char *dir = rp_asprintf ("%s/kept", sys->statedir);
   DIR *d = opendir (dir);
   struct dirent *e;
+  bool ok = true;
   while (d && (e = readdir (d)) != NULL) {
     if (e->d_name[0] == '.')
       continue;
     CLEANUP_FREE char *sub = rp_asprintf ("%s/%s", dir, e->d_name);
-    CLEANUP_FREE char *rec = rp_asprintf ("%s/record", sub);
-    size_t len;
-    CLEANUP_FREE char *text = rp_read_file (rec, &len);
-    char *err = NULL;
-    struct rp_kv *kv = text ? rp_kv_parse (rec, text, len, &err) : NULL;
-    unsigned seq = kv ? (unsigned) atoi (rp_kv_get (kv, "Sequence") ?: "0")
-      : 0;
-    unsigned layers = kv ? (unsigned) atoi (rp_kv_get (kv, "FleeceLayers")
-                                            ?: "0") : 0;
-    const char **disks = kv ? rp_kv_all (kv, "disk") : NULL;
-    if (seq && layers && layers < 1000 && disks && disks[0]) {
-      struct rp_link *l = link_new (sys, seq, layers, sub,
-                                    (char *const *) disks, NULL);
-      link_insert (sys, l);
+    struct rp_link *l = load_one_kept (sys, sub);
+    if (l)
+      linkv_insert (c, l);
+    else {
+      fprintf (stderr, "rpfs: %s: %s: unreadable record\n", sys->name, sub);
+      rp_rm_rf (sub);
+      ok = false;
     }
-    else
-      rp_rm_rf (sub);           /* unreadable: of no use */
-    free (disks);
-    free (err);
-    if (kv)
-      rp_kv_free (kv);
   }
   if (d)
     closedir (d);
+  return ok;
+}
+
+/* Every link's layer count where a restart finds it, before a job writes
+ * into a new layer (a stale count would make the next restart open one
+ * layer too few). */
+static int
+save_layers (struct linkv *c, char **why)
+{
+  for (size_t i = 0; i < c->n; i++) {
+    struct rp_link *l = c->v[i];
+    int r;
+    if (l->rp) {
+      pthread_mutex_lock (&l->sys->core->lock);
+      l->rp->layers = l->layers;
+      r = rp_refpoint_save (l->rp);
+      pthread_mutex_unlock (&l->sys->core->lock);
+      if (r != 0)
+        *why = rp_asprintf ("cannot write the record in %s: %s", l->rp->dir,
+                            strerror (errno));
+    }
+    else
+      r = kept_record (l, l->dir, why);
+    if (r != 0)
+      return -1;
+  }
+  return 0;
 }
 
 /* Re-open every link under the newest one's new bottom layer, and start
  * the newest one's jobs. */
 static int
-reattach_all (struct rp_system *sys, char **why)
+reattach_all (struct rp_system *sys, struct linkv *c, char **why)
 {
-  size_t n = sys->nlinks;
+  size_t n = c->n;
   for (size_t i = 0; i < n; i++)
-    if (rp_link_nodes (sys->links[i], i + 1 == n, why) != 0)
+    if (rp_link_nodes (c->v[i], i + 1 == n, why) != 0)
       return -1;
+  if (save_layers (c, why) != 0)
+    return -1;
   json_t *actions = json_array ();
-  rp_link_actions (sys->links[n - 1], actions);
+  rp_link_actions (c->v[n - 1], actions);
   char *e = NULL;
   if (rp_qmp_transaction (sys->qmp, actions, &e) != 0) {
     *why = rp_asprintf ("cannot restart fleecing: %s", e);
     free (e);
     return -1;
   }
-  sys->links[n - 1]->job = true;
+  c->v[n - 1]->job = true;
   for (size_t i = 0; i < n; i++)
-    if (rp_link_exports (sys->links[i], why) != 0)
+    if (rp_link_exports (c->v[i], why) != 0)
       return -1;
   return 0;
 }
@@ -380,7 +498,7 @@ reattach_all (struct rp_system *sys, char **why)
 /* A running VM kept the chain while rpfs was away: the newest link's jobs
  * must still run (older ones may, if readers pinned them). */
 static int
-adopt_all (struct rp_system *sys, char **why)
+adopt_all (struct rp_system *sys, struct linkv *c, char **why)
 {
   json_t *jobs = NULL;
   char *e = NULL;
@@ -389,25 +507,25 @@ adopt_all (struct rp_system *sys, char **why)
     free (e);
     return -1;
   }
-  size_t n = sys->nlinks;
+  size_t n = c->n;
   int r = 0;
   for (size_t i = 0; i < n; i++)
-    sys->links[i]->job = rp_link_jobs_running (sys->links[i], jobs,
-                                               i + 1 == n ? why : NULL);
+    c->v[i]->job = rp_link_jobs_running (c->v[i], jobs,
+                                         i + 1 == n ? why : NULL);
   json_decref (jobs);
-  if (!sys->links[n - 1]->job)
+  if (!c->v[n - 1]->job)
     return -1;
   for (size_t i = 0; r == 0 && i < n; i++)
-    r = rp_link_exports (sys->links[i], why);
+    r = rp_link_exports (c->v[i], why);
   return r;
 }
 
 /* Everything failed: no reference point keeps data. */
 static void
-drop_all (struct rp_system *sys, const char *why)
+drop_all (struct rp_system *sys, struct linkv *c, const char *why)
 {
-  for (size_t i = 0; i < sys->nlinks; i++) {
-    struct rp_link *l = sys->links[i];
+  for (size_t i = 0; i < c->n; i++) {
+    struct rp_link *l = c->v[i];
     rp_link_teardown (l, rp_strv_len (l->disk_ids), true);
     if (l->rp) {
       fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
@@ -418,48 +536,65 @@ drop_all (struct rp_system *sys, const char *why)
       rp_refpoint_save (l->rp);
       pthread_mutex_unlock (&sys->core->lock);
     }
-    else
+    else if (in_kept (sys, l))
       rp_rm_rf (l->dir);
+    link_free (l);
   }
-  forget (sys);
+  c->n = 0;
+}
+
+/* The links of the reference points with data and the kept ones; the kept
+ * ones at the old end (needed by none) torn down.  false: a gap. */
+static bool
+collect (struct rp_system *sys, struct linkv *c)
+{
+  size_t nrps;
+  struct rp_refpoint **rps = rp_system_hold_rps (sys, &nrps);
+  for (size_t k = 0; k < nrps; k++)
+    if (rp_refpoint_has_data (rps[k]))
+      linkv_insert (c, link_new (sys, rps[k]->seq, rps[k]->layers,
+                                 rps[k]->dir, rps[k]->disk_ids, rps[k]));
+  rp_release_rps (rps, nrps);
+  bool ok = load_kept (sys, c);
+  size_t skip = 0;
+  while (skip < c->n && !c->v[skip]->rp) {
+    struct rp_link *l = c->v[skip++];
+    rp_link_teardown (l, rp_strv_len (l->disk_ids), true);  /* a VM's */
+    rp_rm_rf (l->dir);
+    link_free (l);
+  }
+  memmove (c->v, c->v + skip, (c->n - skip) * sizeof *c->v);
+  c->n -= skip;
+  return ok;
 }
 
 void
 rp_chain_rebuild (struct rp_system *sys, bool guard_ok, bool adopt)
 {
   forget (sys);
-  size_t nrps;
-  struct rp_refpoint **rps = rp_system_hold_rps (sys, &nrps);
-  for (size_t k = 0; k < nrps; k++)
-    if (rp_refpoint_has_data (rps[k]))
-      link_insert (sys, link_new (sys, rps[k]->seq, rps[k]->layers,
-                                  rps[k]->dir, rps[k]->disk_ids, rps[k]));
-  rp_release_rps (rps, nrps);
-  load_kept (sys);
-  while (sys->nlinks && !sys->links[0]->rp) {   /* needed by none */
-    rp_rm_rf (sys->links[0]->dir);
-    link_remove (sys, sys->links[0]);
-  }
-  if (!sys->nlinks)
-    return;
+  struct linkv c = { 0 };
   CLEANUP_FREE char *why = NULL;
-  bool ok = adopt ? adopt_all (sys, &why) == 0
-    : guard_ok && reattach_all (sys, &why) == 0;
-  if (!ok) {
-    drop_all (sys, why ? why : "QEMU did not stop cleanly, or something "
-              "wrote the disks while rpfs was not running");
+  bool whole = collect (sys, &c);
+  if (c.n == 0) {
+    free (c.v);
     return;
   }
-  for (size_t i = 0; i < sys->nlinks; i++) {
-    struct rp_link *l = sys->links[i];
-    if (!l->rp)
-      continue;
-    pthread_mutex_lock (&sys->core->lock);
-    l->rp->layers = l->layers;
-    rp_refpoint_save (l->rp);
-    pthread_mutex_unlock (&sys->core->lock);
-  }
-  reap (sys);
+  bool ok = !whole ? (why = rp_strdup ("the record of a kept scratch was "
+                                       "unreadable"), false)
+    : adopt ? adopt_all (sys, &c, &why) == 0
+    : guard_ok && reattach_all (sys, &c, &why) == 0;
+  if (!ok)
+    drop_all (sys, &c, why ? why : "QEMU did not stop cleanly, or "
+              "something wrote the disks while rpfs was not running");
+  pthread_mutex_lock (&sys->core->lock);
+  free (sys->links);
+  sys->links = c.v;
+  sys->nlinks = c.n;
+  pthread_mutex_unlock (&sys->core->lock);
+  /* After a VM's adopt, readers from before the detach may still rely on
+   * an older job: its cancel waits for the next creation or removal. */
+  if (!adopt)
+    reap (sys);
 }
 
 void

@@ -242,7 +242,12 @@ rp_link_nodes (struct rp_link *l, bool new_layer, char **err)
                           l->disk_ids[i], sys->name);
     for (unsigned k = bottom + 1; r == 0 && k-- > 0;) {
       CLEANUP_FREE char *path = layer_path (l, l->disk_ids[i], k);
-      if (new_layer && k == bottom)
+      if (new_layer && k == bottom && access (path, F_OK) == 0) {
+        /* A layer count on disk one short: never write over a layer. */
+        *err = rp_asprintf ("fleecing image %s exists already", path);
+        r = -1;
+      }
+      else if (new_layer && k == bottom)
         r = new_scratch (sys, sys->disks[di].size, path, err);
       else if (access (path, R_OK | W_OK) != 0) {
         *err = rp_asprintf ("fleecing image %s: %s", path, strerror (errno));

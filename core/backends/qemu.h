@@ -48,6 +48,8 @@ struct rp_link {
   bool job;                     /* its backup jobs run (core->lock) */
   int pins;                     /* readers relying on them (core->lock) */
   bool gone;                    /* out of the list, freed at the last unpin */
+  bool orphan;                  /* its files are not its own any more: a
+                                   teardown leaves them */
 };
 /* Creation: a new link's nodes (before the transaction), its backup jobs
  * (into the transaction: rp_link_actions), then commit (exports, into the

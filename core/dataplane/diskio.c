@@ -77,12 +77,20 @@ export_for (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   return r == 0 ? 0 : -ENOENT;
 }
 
+/* Connect SRC to EP, which export_for (SYS, RP, ID) gave.  If QEMU was
+ * gone, it is started and EP asked for again (a new QEMU: a new chain,
+ * whose pin is the one that counts). */
 static int
-connect_export (struct rp_system *sys, const struct rp_endpoint *ep,
-                struct rp_src *src)
+connect_export (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
+                struct rp_endpoint *ep, struct rp_src *src)
 {
   int err = EIO;
   for (int attempt = 0; attempt < 2; attempt++) {
+    if (attempt == 1) {
+      rp_endpoint_clear (ep);
+      if (export_for (sys, rp, id, ep) != 0)
+        break;
+    }
     char *e = NULL;
     if (rp_src_open (src, ep, false, &e) == 0)
       return 0;
@@ -129,7 +137,7 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
     return NULL;
   }
   struct rp_disk_io *io = rp_calloc (1, sizeof *io);
-  if (connect_export (sys, &ep, &io->pool[0]) != 0) {
+  if (connect_export (sys, rp, id, &ep, &io->pool[0]) != 0) {
     rp_endpoint_clear (&ep);
     free (io);
     *rv = RV_NOT_AVAILABLE;
@@ -140,8 +148,11 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   io->h = io->pool[0].h[0];
   io->n = 1;
   for (unsigned i = 1; rp && i < POOL; i++) {
-    if (connect_export (sys, &io->ep, &io->pool[i]) != 0)
+    char *e = NULL;
+    if (rp_src_open (&io->pool[i], &io->ep, false, &e) != 0) {
+      free (e);
       break;
+    }
     io->n++;
   }
   for (unsigned i = 0; i < io->n; i++)
@@ -267,7 +278,7 @@ rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   if (err)
     return err;
   struct rp_src src;
-  err = connect_export (sys, &ep, &src);
+  err = connect_export (sys, rp, id, &ep, &src);
   if (err) {
     rp_endpoint_clear (&ep);
     return -err;

@@ -226,22 +226,26 @@ struct reader {
  * in flight; a chain (source.h) is read through its map at once.  0, or
  * -1 (those issued are still collected). */
 static int
-issue (struct reader *r, size_t k, const struct rp_op *op)
+issue (struct reader *r, size_t k, const struct rp_op *op, char **err)
 {
   r->ncookie[k] = 0;
   if (r->src.n > 1) {
     r->cookie[k][r->ncookie[k]++] =
-      rp_src_pread (&r->src, r->buf[k], op->len, op->off, NULL) == 0 ? 0 : -1;
+      rp_src_pread (&r->src, r->buf[k], op->len, op->off, err) == 0 ? 0 : -1;
     return r->cookie[k][0] == 0 ? 0 : -1;
   }
   for (uint64_t at = 0; at < op->len;) {
     uint64_t l = op->len - at < r->piece ? op->len - at : r->piece;
-    if (r->ncookie[k] == PIECES)
-      return -1;                /* ops are at most 2 MiB: never */
+    if (r->ncookie[k] == PIECES) {
+      *err = rp_strdup ("an op larger than 2 MiB");  /* never */
+      return -1;
+    }
     int64_t c = nbd_aio_pread (r->h, r->buf[k] + at, l, op->off + at,
                                NBD_NULL_COMPLETION, 0);
-    if (c == -1)
+    if (c == -1) {
+      *err = rp_strdup (nbd_get_error () ?: "cannot issue a read");
       return -1;
+    }
     r->cookie[k][r->ncookie[k]++] = c;
     at += l;
   }
@@ -281,8 +285,9 @@ pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
       rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
       if (r->mt)
         rp_mhash_wait (r->mt, r->ttick[issued % DEPTH]);
-      if (issue (r, issued % DEPTH, op) != 0)
-        return nbd_rv (w, nbd_get_error () ?: "cannot read", why);
+      CLEANUP_FREE char *msg = NULL;
+      if (issue (r, issued % DEPTH, op, &msg) != 0)
+        return nbd_rv (w, msg ? msg : "cannot read", why);
     }
     const struct rp_op *op = &ops->v[i];
     if (op->off > pos) {
