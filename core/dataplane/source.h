@@ -11,9 +11,10 @@
  * reads for the composed disk: a range belongs to the first layer that has
  * it.  With one export (the common case) it is a plain NBD connection.
  *
- * Block status extents carry their layer in the flags (RP_EXT_LAYER), so
- * that ops built from them (extent.h) never cross two layers and can be read
- * from one connection with asynchronous requests. */
+ * Block status extents carry their layer in the flags (RP_EXT_LAYER);
+ * rp_src_pread reads through that map.  Ops built from the extents
+ * (extent.h) may span layers, so a chain is read op by op with
+ * rp_src_pread, never straight from one connection. */
 #ifndef RPFS_SOURCE_H
 #define RPFS_SOURCE_H
 
