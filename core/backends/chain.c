@@ -563,8 +563,10 @@ collect (struct rp_system *sys, struct linkv *c)
     rp_rm_rf (l->dir);
     link_free (l);
   }
-  memmove (c->v, c->v + skip, (c->n - skip) * sizeof *c->v);
-  c->n -= skip;
+  if (skip) {
+    memmove (c->v, c->v + skip, (c->n - skip) * sizeof *c->v);
+    c->n -= skip;
+  }
   return ok;
 }
 
