@@ -366,8 +366,8 @@ rp_chain_endpoint (struct rp_system *sys, struct rp_refpoint *rp, size_t di,
 
 /* Forget the links (QEMU is new: its nodes are gone, or are looked at
  * again). */
-static void
-forget (struct rp_system *sys)
+void
+rp_chain_forget (struct rp_system *sys)
 {
   while (sys->nlinks)
     link_remove (sys, sys->links[sys->nlinks - 1]);
@@ -573,7 +573,7 @@ collect (struct rp_system *sys, struct linkv *c)
 void
 rp_chain_rebuild (struct rp_system *sys, bool guard_ok, bool adopt)
 {
-  forget (sys);
+  rp_chain_forget (sys);
   struct linkv c = { 0 };
   CLEANUP_FREE char *why = NULL;
   bool whole = collect (sys, &c);
@@ -597,10 +597,4 @@ rp_chain_rebuild (struct rp_system *sys, bool guard_ok, bool adopt)
    * an older job: its cancel waits for the next creation or removal. */
   if (!adopt)
     reap (sys);
-}
-
-void
-rp_chain_forget (struct rp_system *sys)
-{
-  forget (sys);
 }

@@ -335,10 +335,6 @@ rp_link_jobs_running (struct rp_link *l, json_t *jobs, char **err)
 int
 rp_link_move_files (struct rp_link *l, const char *dir, char **err)
 {
-  if (rp_mkdir_p (dir, 0700) != 0) {
-    *err = rp_asprintf ("%s: %s", dir, strerror (errno));
-    return -1;
-  }
   struct rp_link to = *l;
   to.dir = (char *) dir;
   for (size_t i = 0; l->disk_ids[i]; i++)

@@ -79,6 +79,7 @@ void rp_link_actions (struct rp_link *l, json_t *actions);
 int rp_link_exports (struct rp_link *l, char **err);
 int rp_link_cancel_jobs (struct rp_link *l);
 int rp_link_teardown (struct rp_link *l, size_t n, bool files);
+/* Rename L's files into DIR (which exists) and make it L's directory. */
 int rp_link_move_files (struct rp_link *l, const char *dir, char **err);
 /* 1 if every disk's backup job is in JOBS (query-block-jobs) and running,
  * else 0 and (ERR) why. */

@@ -78,30 +78,14 @@ set_error (struct copy_ctx *c, int err, char *msg)
   free (msg);
 }
 
+/* A connection to qemu-nbd's target image at SOCK (the source is read
+ * through source.c). */
 static struct nbd_handle *
-connect_to (const char *sock, const char *export, const char *bitmap,
-            char **err)
+connect_to (const char *sock, char **err)
 {
   struct nbd_handle *h = nbd_create ();
-  if (!h)
-    goto fail;
-  if (export && nbd_set_export_name (h, export) == -1)
-    goto fail;
-  /* Reads are checked before their buffer is used: no need to zero it. */
-  if (nbd_set_pread_initialize (h, false) == -1)
-    goto fail;
-  if (bitmap) {
-    CLEANUP_FREE char *ctx = rp_asprintf ("qemu:dirty-bitmap:%s", bitmap);
-    if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1
-        || nbd_add_meta_context (h, ctx) == -1)
-      goto fail;
-  }
-  else if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
-    goto fail;
-  if (nbd_connect_unix (h, sock) == -1)
-    goto fail;
-  return h;
- fail:
+  if (h && nbd_connect_unix (h, sock) != -1)
+    return h;
   *err = rp_strdup (nbd_get_error () ?: "cannot create an NBD handle");
   nbd_close (h);
   return NULL;
@@ -266,7 +250,7 @@ worker (void *opaque)
     free (e);
     goto out;
   }
-  dst = connect_to (c->dst_sock, NULL, NULL, &e);
+  dst = connect_to (c->dst_sock, &e);
   if (!dst) {
     set_error (c, EIO, rp_asprintf ("writing %s: %s", c->dst_name, e));
     free (e);
@@ -355,7 +339,7 @@ run_workers (struct copy_ctx *c, const char *sock, char **err)
   /* qemu-nbd exits when its last client leaves: hold one connection for
    * the whole copy, so a worker that finishes early cannot end it before a
    * slower one has connected. */
-  struct nbd_handle *keeper = connect_to (sock, NULL, NULL, err);
+  struct nbd_handle *keeper = connect_to (sock, err);
   if (!keeper)
     return EIO;
   pthread_t t[WORKERS];

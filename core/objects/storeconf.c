@@ -20,9 +20,12 @@ rp_store_conf_load (struct rp_core *core, char **err)
   CLEANUP_FREE char *path = rp_asprintf ("%s/rpfs.conf", core->store);
   size_t len;
   CLEANUP_FREE char *text = rp_read_file (path, &len);
-  if (!text)
-    return errno == ENOENT ? 0 : (*err = rp_asprintf ("%s: %s", path,
-                                                      strerror (errno)), -1);
+  if (!text && errno == ENOENT)
+    return 0;                   /* the file is optional */
+  if (!text) {
+    *err = rp_asprintf ("%s: %s", path, strerror (errno));
+    return -1;
+  }
   if (len > STORE_CONF_MAX) {
     *err = rp_asprintf ("%s: larger than 64 KiB", path);
     return -1;

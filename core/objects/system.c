@@ -61,7 +61,7 @@ load_uuid (struct rp_system *sys, char **err)
 }
 
 /* A system NAME from definition TEXT (LABEL names it in messages),
- * appended to the core's list as system INDEX. */
+ * appended to the core's list (its index: its place there). */
 static struct rp_system *
 system_new (struct rp_core *core, const char *label, const char *name,
             const char *text, size_t len, char **err)
