@@ -3,9 +3,10 @@
 # connection is a system directory named after it, with no definition file;
 # a definition file named after a domain only adds settings (no disk lines
 # needed).  A domain defined while rpfs is mounted appears, one undefined
-# disappears (inotify sees both).  A shut-off domain is listed and answers
-# 32777 with the reason; once started, reference points work (its
-# checkpoints in `virsh checkpoint-list`, an exact-size full export).  A
+# disappears (inotify sees both).  A shut-off domain is listed and served
+# from its image (a reference point made there is a checkpoint in `virsh
+# checkpoint-list`, and exports equal to the image); once started,
+# reference points are made by backup jobs (an exact-size full export).  A
 # bad rpfs.conf fails the mount with the file and the reason.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -49,10 +50,15 @@ for d in "$D1" "$D3"; do
 done
 assert_eq "$(ls "$MNT" | grep -c "^$D3\$")" 1 "system directories of $D3"
 
-step "a shut-off domain answers 32777 with the reason"
-method_refused ENODEV 32777 "$MNT/$D1/CreateReferencePoint" $'rp0\n'
-assert_match "$DESC" "not running" "the reason"
-echo "   $DESC"
+step "a shut-off domain is served from its image"
+RPS=$MNT/$D1/referencepoints
+mkdir "$RPS/rp0"
+assert_eq "$(lv_checkpoints "$D1")" "$(cat "$RPS/rp0/ResilientChangeTrackingIdentifiers")" "virsh checkpoint-list $D1"
+E0=$(new_dir e0)
+export_rp "$RPS/rp0" "$E0"
+raw_of "$E0/$D1/disks/vda.qcow2" "$WORK/e0.raw"
+raw_of "$IMAGES/a.qcow2" "$WORK/a.raw"
+cmp "$WORK/e0.raw" "$WORK/a.raw" || fail "rp0's export is not the image"
 
 step "a domain defined while mounted appears, undefined disappears (inotify sees both)"
 inotifywait -m -q -e create,delete --format '%e %f' "$MNT" >"$WORK/events" 2>/dev/null &
@@ -72,10 +78,9 @@ grep -q "DELETE,ISDIR $D2" "$WORK/events" || grep -q "DELETE $D2" "$WORK/events"
 
 step "once $D1 runs: a reference point is a checkpoint, and it exports"
 lv_start "$D1"
-RPS=$MNT/$D1/referencepoints
-mkdir "$RPS/rp1"
+wait_until 30 "a reference point of the started domain" mkdir "$RPS/rp1"
 assert_file_eq "$RPS/rp1/HasAssociatedData" true
-assert_eq "$(lv_checkpoints "$D1")" "$(cat "$RPS/rp1/ResilientChangeTrackingIdentifiers")" "virsh checkpoint-list $D1"
+assert_eq "$(lv_checkpoints "$D1" | tr '\n' ' ')" "$(cat "$RPS"/rp{0,1}/ResilientChangeTrackingIdentifiers | sort | tr '\n' ' ')" "virsh checkpoint-list $D1"
 E=$(new_dir e1)
 export_rp "$RPS/rp1" "$E"
 assert_eq "$(qemu-img info --output=json "$E/$D1/disks/vda.qcow2" | sed -n 's/^ *"virtual-size": \([0-9]*\),*$/\1/p')" \

@@ -14,7 +14,11 @@
  *              checkpoints' bitmaps exact)
  *   freeze     virDomainFSFreeze / virDomainFSThaw (the guest agent)
  *
- * A running domain only: a shut-off one answers 32777 until it runs. */
+ * A shut-off domain is served from its disk images (lvoffline.c): its
+ * checkpoints are made and removed on the images and redefined in libvirt,
+ * so reference points stay valid bases across starts and stops.  The
+ * lifecycle events (lvevents.c) make the next request attach again in the
+ * other mode. */
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
@@ -40,8 +44,21 @@ int
 rp_lv_fail_rv (struct rp_system *sys)
 {
   struct lv_state *s = lv_st (sys);
-  return s->dom && virDomainIsActive (s->dom) == 1 ? RV_FAILED
+  int active = s->dom ? virDomainIsActive (s->dom) : -1;
+  return active == (rp_lv_offline (sys) ? 0 : 1) ? RV_FAILED
     : RV_NOT_AVAILABLE;
+}
+
+bool
+rp_lv_offline (struct rp_system *sys)
+{
+  struct lv_state *s = lv_st (sys);
+  if (!s->mu_init)
+    return false;
+  pthread_mutex_lock (&s->mu);
+  bool off = s->offline;
+  pthread_mutex_unlock (&s->mu);
+  return off;
 }
 
 static char *
@@ -57,8 +74,12 @@ lv_detach (struct rp_system *sys)
   struct lv_state *s = lv_st (sys);
   rp_lv_unwatch (sys);
   rp_lv_job_forget (sys);
-  if (s->mu_init)
+  if (s->mu_init) {
+    pthread_mutex_lock (&s->mu);
+    s->offline = false;
+    pthread_mutex_unlock (&s->mu);
     pthread_mutex_lock (&s->cmu);
+  }
   if (s->dom)
     virDomainFree (s->dom);
   if (s->conn)
@@ -144,6 +165,11 @@ disk_facts (struct rp_system *sys, const struct lv_domxml *x, char **err)
   struct lv_state *s = lv_st (sys);
   for (size_t i = 0; i < sys->ndisks; i++) {
     virDomainBlockInfo info;
+    if (s->offline) {
+      if (rp_lv_off_size (sys, i, &sys->disks[i].size, err) != 0)
+        return -1;
+      continue;
+    }
     if (virDomainGetBlockInfo (s->dom, sys->disks[i].id, &info, 0) < 0) {
       CLEANUP_FREE char *e = rp_lv_error ();
       *err = rp_asprintf ("disk %s of domain %s: %s", sys->disks[i].id,
@@ -221,12 +247,17 @@ open_domain (struct rp_system *sys, char **err)
                         sys->conf->libvirt_domain, uri (sys), e);
     return -2;
   }
-  if (virDomainIsActive (s->dom) != 1) {
-    *err = rp_asprintf ("libvirt domain %s is not running; rpfs serves it "
-                        "while it runs", sys->conf->libvirt_domain);
+  int active = virDomainIsActive (s->dom);
+  if (active < 0) {
+    CLEANUP_FREE char *e = rp_lv_error ();
+    *err = rp_asprintf ("libvirt domain %s: %s", sys->conf->libvirt_domain,
+                        e);
     return -2;
   }
-  s->domid = virDomainGetID (s->dom);
+  pthread_mutex_lock (&s->mu);
+  s->offline = active == 0;
+  pthread_mutex_unlock (&s->mu);
+  s->domid = active ? virDomainGetID (s->dom) : 0;
   return 0;
 }
 
@@ -248,7 +279,7 @@ lv_attach (struct rp_system *sys, char **err)
   if (r == 0)
     r = set_disks (sys, &x, err);
   if (r == 0 && (disk_facts (sys, &x, err) != 0
-                 || socket_dir (sys, x.dac_label, err) != 0
+                 || (!s->offline && socket_dir (sys, x.dac_label, err) != 0)
                  || rp_lv_watch (sys, err) != 0))
     r = -2;
   rp_lvxml_domain_free (&x);
@@ -262,6 +293,10 @@ lv_attach (struct rp_system *sys, char **err)
     ? rp_asprintf ("%lu.%lu.%lu (libvirt)", v / 1000000, v / 1000 % 1000,
                    v % 1000) : NULL;
   sys->generation++;
+  if (s->offline)
+    fprintf (stderr, "rpfs: %s: domain %s is shut off: served from its disk "
+             "images until it starts\n", sys->name,
+             sys->conf->libvirt_domain);
   return 0;
 }
 
@@ -323,18 +358,22 @@ lv_check_tracking (struct rp_system *sys)
     pthread_mutex_unlock (&sys->core->lock);
     if (!had)
       continue;
-    bool ok = !adopted && rp_lv_job_adopt (sys, rp->bitmap) == 0;
+    bool off = rp_lv_offline (sys);
+    bool ok = !off && !adopted && rp_lv_job_adopt (sys, rp->bitmap) == 0;
     adopted |= ok;
     if (!ok)
-      fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: the "
-               "domain's backup job is gone (the domain stopped)\n",
-               sys->name, rp->name);
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
+               sys->name, rp->name, off
+               ? "the domain is shut off, and may have run since the data "
+               "was kept" : "no backup job of rpfs's holds it (the domain "
+               "stopped, or started after it was kept on the shut-off "
+               "domain's images)");
     pthread_mutex_lock (&sys->core->lock);
     rp->has_data = ok;
     rp_refpoint_save (rp);
     pthread_mutex_unlock (&sys->core->lock);
   }
-  if (!adopted)
+  if (!adopted && !rp_lv_offline (sys))
     rp_lv_job_adopt (sys, NULL);     /* ends a job of rpfs's no one holds */
   rp_release_rps (rps, n);
   rp_strv_free (cps);
@@ -356,17 +395,21 @@ lv_alive (struct rp_system *sys)
   return r;
 }
 
-/* Still the same running domain (not stopped, not started again)? */
+/* Still the same running domain (not stopped, not started again), or still
+ * shut off? */
 static bool
 same_domain (struct rp_system *sys)
 {
   struct lv_state *s = lv_st (sys);
   if (!s->mu_init)
     return false;
+  bool off = rp_lv_offline (sys);
   pthread_mutex_lock (&s->cmu);
   virDomainPtr d = s->conn ? virDomainLookupByName (
     s->conn, sys->conf->libvirt_domain) : NULL;
-  bool same = d && virDomainIsActive (d) == 1 && virDomainGetID (d) == s->domid;
+  int active = d ? virDomainIsActive (d) : -1;
+  bool same = off ? active == 0
+    : active == 1 && virDomainGetID (d) == s->domid;
   pthread_mutex_unlock (&s->cmu);
   if (d)
     virDomainFree (d);
@@ -379,8 +422,9 @@ lv_revive (struct rp_system *sys)
   if (lv_alive (sys) && same_domain (sys))
     return 0;
   if (lv_st (sys)->conn)
-    fprintf (stderr, "rpfs: %s: domain %s stopped or restarted; attaching "
-             "again\n", sys->name, sys->conf->libvirt_domain);
+    fprintf (stderr, "rpfs: %s: domain %s %s; attaching again\n", sys->name,
+             sys->conf->libvirt_domain, rp_lv_offline (sys) ? "started"
+             : "stopped or restarted");
   lv_detach (sys);
   return 1;
 }
@@ -392,10 +436,13 @@ lv_ping (struct rp_system *sys, char **err)
 {
   struct lv_state *s = lv_st (sys);
   if (!lv_alive (sys) || !same_domain (sys)) {
-    *err = rp_asprintf ("libvirt domain %s is not running",
-                        sys->conf->libvirt_domain);
+    *err = rp_asprintf ("libvirt domain %s %s", sys->conf->libvirt_domain,
+                        rp_lv_offline (sys) ? "started: its disks are "
+                        "QEMU's now" : "is not running");
     return -1;
   }
+  if (rp_lv_offline (sys))
+    return 0;                   /* no job, no socket */
   pthread_mutex_lock (&s->mu);
   bool job = s->job_cp != NULL;
   pthread_mutex_unlock (&s->mu);
@@ -419,7 +466,7 @@ lv_ping (struct rp_system *sys, char **err)
 static bool
 lv_freezable (struct rp_system *sys)
 {
-  return lv_st (sys)->agent;
+  return lv_st (sys)->agent || rp_lv_offline (sys);
 }
 
 /* As for a qmp system (agent.c): a guest that cannot be frozen now (no
@@ -431,6 +478,8 @@ lv_freeze (struct rp_system *sys, void **token, char **why)
 {
   static int frozen;
   struct lv_state *s = lv_st (sys);
+  if (rp_lv_offline (sys))
+    return RV_OK;               /* shut off: the disks are at rest */
   if (virDomainFSFreeze (s->dom, NULL, 0, 0) >= 0) {
     *token = &frozen;
     return RV_OK;

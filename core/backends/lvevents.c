@@ -1,9 +1,10 @@
 /* libvirt's event loop for rpfs: one thread for the whole process running
  * virEventRunDefaultImpl, registered before the first connection is opened
  * (libvirt's rule), and a lifecycle callback per domain that marks the
- * domain gone when it stops or crashes.  The backend then finds it not
- * alive: a running export ends with 32777, and the next request attaches
- * again (a domain started again is picked up without a remount).
+ * domain gone when it stops, crashes or starts.  The backend then finds it
+ * not alive: a running export ends with 32777, and the next request
+ * attaches again, to the shut-off domain's images or to the domain started
+ * again, without a remount.
  *
  * Thread model: the callback runs in the event thread and only sets an
  * atomic flag in a struct lv_watch, which libvirt frees (free callback)
@@ -99,7 +100,11 @@ lifecycle (virConnectPtr conn, virDomainPtr dom, int event, int detail,
   struct lv_watch *w = opaque;
   (void) conn;
   const char *what = event_name (event, detail);
-  if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_CRASHED)
+  /* Stopped: its jobs are gone.  Started: its disks are QEMU's now (a
+   * shut-off domain was served from its images).  Either way the next
+   * request attaches again. */
+  if (event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_CRASHED
+      || event == VIR_DOMAIN_EVENT_STARTED)
     atomic_store (&w->gone, true);
   if (what)
     fprintf (stderr, "rpfs: %s: libvirt: domain %s %s%s\n", w->system,

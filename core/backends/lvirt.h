@@ -1,4 +1,5 @@
-/* The libvirt backend's private header (libvirt.c, lvjob.c, lvevents.c):
+/* The libvirt backend's private header (libvirt.c, lvpoints.c, lvjob.c,
+ * lvoffline.c, lvevents.c):
  * its state in sys->bstate and what the files share.  Only core/backends/
  * includes it.  Everything but the event callbacks runs with
  * sys->op_lock held. */
@@ -22,6 +23,8 @@ struct lv_state {
   virConnectPtr conn;
   virDomainPtr dom;
   unsigned domid;               /* the running domain's id at the attach */
+  bool offline;                 /* attached while shut off: served from
+                                   its images (lvoffline.c; mu) */
   struct lv_watch *watch;       /* NULL: no lifecycle callback */
   int cb_id;
   bool agent;                   /* the domain has a guest agent channel */
@@ -79,5 +82,23 @@ int rp_lv_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
 int rp_lv_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
                         struct rp_refpoint *base, size_t di, const char *tag,
                         struct rp_endpoint *ep, char **why);
+
+/* lvoffline.c: a shut-off domain, served from its images. */
+int rp_lv_off_size (struct rp_system *sys, size_t di, uint64_t *size,
+                    char **err);
+int rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
+                      char **why);
+int rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
+                      const char *desc, char **why);
+int rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
+                       char **why);
+int rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                        const char *desc, char **why);
+int rp_lv_off_disk_endpoint (struct rp_system *sys, size_t di,
+                             struct rp_endpoint *ep, char **err);
+int rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
+                            size_t di, struct rp_endpoint *ep, char **why);
+/* Attached to the domain while it was shut off (takes mu). */
+bool rp_lv_offline (struct rp_system *sys);
 
 #endif

@@ -76,6 +76,8 @@ rp_lv_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
   rp->bitmap = rp_bitmap_name (rp->seq, rp->instance_id);
   CLEANUP_FREE char *desc = rp_asprintf ("rpfs reference point %s",
                                          rp->name);
+  if (rp_lv_offline (sys))
+    return rp_lv_off_create (sys, rp, desc, why);   /* at rest: no freeze */
   char **ids = rp_system_disks (sys);
   CLEANUP_FREE char *xml = rp_lvxml_checkpoint (rp->bitmap, desc, ids,
                                                 s->others);
@@ -95,6 +97,8 @@ rp_lv_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
 int
 rp_lv_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 {
+  if (rp_lv_offline (sys))
+    return rp_lv_off_destroy (sys, rp, why);
   virDomainCheckpointPtr cp =
     virDomainCheckpointLookupByName (lv_st (sys)->dom, rp->bitmap, 0);
   if (!cp) {
@@ -123,12 +127,12 @@ rp_lv_destroy (struct rp_system *sys, struct rp_refpoint *rp, char **why)
 /* Import, per disk: the tracking is there if libvirt still has the
  * checkpoint; if libvirt lost it (its metadata deleted, the domain defined
  * anew), whether the disk still carries the bitmap is for libvirt to
- * validate when the checkpoint is redefined (rp_lv_imported). */
+ * validate when the checkpoint is redefined (rp_lv_imported), or, while
+ * the domain is shut off, for the image to say. */
 int
 rp_lv_has_tracking (struct rp_system *sys, size_t di, const char *tracking,
                     char **why)
 {
-  (void) di;
   virDomainCheckpointPtr cp =
     virDomainCheckpointLookupByName (lv_st (sys)->dom, tracking, 0);
   if (cp) {
@@ -137,7 +141,8 @@ rp_lv_has_tracking (struct rp_system *sys, size_t di, const char *tracking,
   }
   virErrorPtr e = virGetLastError ();
   if (e && e->code == VIR_ERR_NO_DOMAIN_CHECKPOINT)
-    return 1;
+    return rp_lv_offline (sys) ? rp_lv_off_bitmap (sys, di, tracking, why)
+      : 1;
   *why = rp_lv_error ();
   return -1;
 }
@@ -156,8 +161,10 @@ rp_lv_imported (struct rp_system *sys, struct rp_refpoint *rp, char **why)
   }
   CLEANUP_FREE char *desc = rp_asprintf ("rpfs reference point %s",
                                          rp->name);
+  if (rp_lv_offline (sys))
+    return rp_lv_off_imported (sys, rp, desc, why);
   CLEANUP_FREE char *xml = rp_lvxml_checkpoint_redefine (
-    rp->bitmap, desc, (long long) rp->created, rp->disk_ids);
+    rp->bitmap, desc, (long long) rp->created, rp->disk_ids, s->others);
   cp = virDomainCheckpointCreateXML (
     s->dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE
     | VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE);

@@ -274,7 +274,8 @@ rp_lvxml_checkpoint (const char *name, const char *description,
 
 char *
 rp_lvxml_checkpoint_redefine (const char *name, const char *description,
-                              long long created, char *const *disks)
+                              long long created, char *const *disks,
+                              char *const *others)
 {
   xmlDocPtr doc = xmlNewDoc ((const xmlChar *) "1.0");
   xmlNodePtr root = xmlNewNode (NULL, (const xmlChar *) "domaincheckpoint");
@@ -291,6 +292,11 @@ rp_lvxml_checkpoint_redefine (const char *name, const char *description,
     prop (d, "name", disks[i]);
     prop (d, "checkpoint", "bitmap");
     prop (d, "bitmap", name);
+  }
+  for (size_t i = 0; others && others[i]; i++) {
+    xmlNodePtr d = child (list, "disk", NULL);
+    prop (d, "name", others[i]);
+    prop (d, "checkpoint", "no");
   }
   return dump (doc);
 }

@@ -52,10 +52,12 @@ void rp_lvxml_backup_free (struct lv_backupxml *b);
  * OTHERS: the domain's other writable disks, left out explicitly. */
 char *rp_lvxml_checkpoint (const char *name, const char *description,
                            char *const *disks, char *const *others);
-/* A checkpoint to redefine (import): its bitmap on DISKS is NAME. */
+/* A checkpoint to redefine (import, or one made while the domain is shut
+ * off): its bitmap on DISKS is NAME; OTHERS (may be NULL) have none. */
 char *rp_lvxml_checkpoint_redefine (const char *name,
                                     const char *description,
-                                    long long created, char *const *disks);
+                                    long long created, char *const *disks,
+                                    char *const *others);
 char *rp_lvxml_backup_pull (const char *incremental, const char *socket,
                             char *const *disks, char *const *scratch,
                             char *const *others);

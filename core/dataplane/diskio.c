@@ -77,6 +77,19 @@ export_for (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   return r == 0 ? 0 : -ENOENT;
 }
 
+/* The server went away (a QEMU that died, a libvirt domain that stopped or
+ * started): start or attach to it again.  true if that was done. */
+static bool
+revived (struct rp_system *sys)
+{
+  char *e = NULL;
+  pthread_mutex_lock (&sys->op_lock);
+  bool again = !rp_backend_alive (sys) && rp_backend_ensure (sys, &e) == 0;
+  pthread_mutex_unlock (&sys->op_lock);
+  free (e);
+  return again;
+}
+
 /* Connect SRC to EP, which export_for (SYS, RP, ID) gave.  If QEMU was
  * gone, it is started and EP asked for again (a new QEMU: a new chain,
  * whose pin is the one that counts). */
@@ -95,14 +108,9 @@ connect_export (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
     if (rp_src_open (src, ep, false, &e) == 0)
       return 0;
     free (e);
-    e = NULL;
     err = nbd_errno ();
     /* QEMU may have died: the next request restarts it. */
-    pthread_mutex_lock (&sys->op_lock);
-    bool again = !rp_backend_alive (sys) && rp_backend_ensure (sys, &e) == 0;
-    pthread_mutex_unlock (&sys->op_lock);
-    free (e);
-    if (!again)
+    if (!revived (sys))
       break;
   }
   return err;
@@ -127,7 +135,8 @@ rp_disk_open (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
   *rv = rp_disk_access (sys, id, who, write ? R_OK | W_OK : R_OK);
   if (*rv != RV_OK)
     return NULL;
-  if (export_for (sys, rp, id, &ep) != 0) {
+  if (export_for (sys, rp, id, &ep) != 0
+      && (!revived (sys) || export_for (sys, rp, id, &ep) != 0)) {
     *rv = RV_INVALID_STATE;
     return NULL;
   }
@@ -275,6 +284,8 @@ rp_disk_stat (struct rp_system *sys, struct rp_refpoint *rp, const char *id,
 {
   struct rp_endpoint ep = { 0 };
   int err = export_for (sys, rp, id, &ep);
+  if (err && revived (sys))
+    err = export_for (sys, rp, id, &ep);
   if (err)
     return err;
   struct rp_src src;

@@ -1,0 +1,336 @@
+/* A shut-off libvirt domain, served from its disk images
+ * (docs/design.md, "Shut-off domains").  libvirt 9 neither creates nor
+ * deletes a checkpoint of an inactive domain ("Operation not supported"),
+ * and a backup job needs a running QEMU, so while the domain is off rpfs
+ * does what libvirt does at run time, the way libvirt's own documentation
+ * says it may be done outside it (kbase "Internals of incremental backup
+ * handling in qemu"), and keeps libvirt's metadata in step:
+ *
+ *   create     `qemu-img bitmap --add` of a recording bitmap named like the
+ *              checkpoint on every tracked disk's top image, then the
+ *              checkpoint is redefined in libvirt (virsh checkpoint-list
+ *              shows it; a later backup job of the running domain takes it
+ *              as its <incremental> base)
+ *   destroy    `qemu-img bitmap --remove`, then the checkpoint's metadata
+ *   data       the images themselves: nothing writes them while the domain
+ *              is off; the domain starting again drops it (libvirt.c)
+ *   exports    one read-only `qemu-nbd` per reader (socket activated, with
+ *              qemu:allocation-depth, and for a differential the base's
+ *              bitmap, which has recorded every write since the base), ended
+ *              when the reader lets go of the endpoint
+ *
+ * Nothing holds an image between requests: a `virsh start` succeeds unless
+ * an export or an open disk file reads the disks at that moment (QEMU's
+ * image locking then refuses the start, and says so). */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "lvirt.h"
+#include "proc.h"
+
+#define GRANULARITY "65536"     /* libvirt's and QEMU's default */
+
+/* The first line of a tool's message (E may be NULL). */
+static const char *
+first_line (char *e, const char *dflt)
+{
+  if (!e || !*e)
+    return dflt;
+  e[strcspn (e, "\n")] = 0;
+  return e;
+}
+
+/* ---- the images ---- */
+
+/* `qemu-img info` of disk DI's top image, parsed; NULL with *err. */
+static json_t *
+image_info (struct rp_system *sys, size_t di, char **err)
+{
+  char *argv[] = { "qemu-img", "info", "--output=json", "-f", "qcow2",
+                   sys->disks[di].path, NULL };
+  CLEANUP_FREE char *out = NULL, *e = NULL;
+  int st = rp_proc_run (argv, NULL, &out, &e);
+  if (st != 0) {
+    *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path,
+                        first_line (e, "failed"));
+    return NULL;
+  }
+  json_error_t je;
+  json_t *j = json_loads (out, 0, &je);
+  if (!j)
+    *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path,
+                        je.text);
+  return j;
+}
+
+int
+rp_lv_off_size (struct rp_system *sys, size_t di, uint64_t *size,
+                char **err)
+{
+  json_t *j = image_info (sys, di, err);
+  if (!j)
+    return -1;
+  json_t *v = json_object_get (j, "virtual-size");
+  int r = json_is_integer (v) ? 0 : -1;
+  if (r == 0)
+    *size = (uint64_t) json_integer_value (v);
+  else
+    *err = rp_asprintf ("qemu-img info %s: no virtual size",
+                        sys->disks[di].path);
+  json_decref (j);
+  return r;
+}
+
+/* Bitmap NAME on disk DI: 1 recording and consistent; 0 not usable, *why
+ * says why ("missing", "inconsistent", "not recording"); -1 cannot tell. */
+int
+rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
+                  char **why)
+{
+  json_t *j = image_info (sys, di, why);
+  if (!j)
+    return -1;
+  json_t *bms = json_object_get (json_object_get (json_object_get (
+    j, "format-specific"), "data"), "bitmaps");
+  int r = 0;
+  const char *state = "missing";
+  size_t i, k;
+  json_t *bm, *f;
+  json_array_foreach (bms, i, bm) {
+    const char *n = json_string_value (json_object_get (bm, "name"));
+    if (!n || strcmp (n, name))
+      continue;
+    bool auto_ = false, in_use = false;
+    json_array_foreach (json_object_get (bm, "flags"), k, f) {
+      const char *fl = json_string_value (f);
+      auto_ |= fl && !strcmp (fl, "auto");
+      in_use |= fl && !strcmp (fl, "in-use");
+    }
+    state = in_use ? "inconsistent" : !auto_ ? "not recording" : NULL;
+    r = state ? 0 : 1;
+  }
+  if (r == 0)
+    *why = rp_strdup (state);
+  json_decref (j);
+  return r;
+}
+
+/* qemu-img bitmap OP on disk DI: 0, or -1 with *why. */
+static int
+bitmap_op (struct rp_system *sys, size_t di, const char *op,
+           const char *name, char **why)
+{
+  char *argv[] = { "qemu-img", "bitmap", (char *) op, "-g", GRANULARITY,
+                   "-f", "qcow2", sys->disks[di].path, (char *) name, NULL };
+  if (strcmp (op, "--add") != 0)
+    memmove (&argv[3], &argv[5], 5 * sizeof *argv);     /* no -g */
+  CLEANUP_FREE char *e = NULL;
+  if (rp_proc_run (argv, NULL, NULL, &e) == 0)
+    return 0;
+  *why = rp_asprintf ("qemu-img bitmap %s %s on disk %s (%s): %s", op, name,
+                      sys->disks[di].id, sys->disks[di].path,
+                      first_line (e, "failed"));
+  return -1;
+}
+
+/* A failure on the images: the domain that started meanwhile holds them. */
+static int
+fail_rv (struct rp_system *sys)
+{
+  struct lv_state *s = lv_st (sys);
+  return s->dom && virDomainIsActive (s->dom) == 0 ? RV_FAILED
+    : RV_NOT_AVAILABLE;
+}
+
+/* ---- checkpoints ---- */
+
+int
+rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
+                  const char *desc, char **why)
+{
+  struct lv_state *s = lv_st (sys);
+  size_t i;
+  for (i = 0; i < sys->ndisks; i++)
+    if (bitmap_op (sys, i, "--add", rp->bitmap, why) != 0)
+      break;
+  char **ids = rp_system_disks (sys);
+  CLEANUP_FREE char *xml = i == sys->ndisks
+    ? rp_lvxml_checkpoint_redefine (rp->bitmap, desc, (long long) rp->created,
+                                    ids, s->others) : NULL;
+  rp_strv_free (ids);
+  virDomainCheckpointPtr cp = xml ? virDomainCheckpointCreateXML (
+    s->dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE) : NULL;
+  if (cp) {
+    virDomainCheckpointFree (cp);
+    return RV_OK;
+  }
+  int rv = fail_rv (sys);
+  if (xml) {
+    CLEANUP_FREE char *e = rp_lv_error ();
+    *why = rp_asprintf ("libvirt refused the checkpoint of the shut-off "
+                        "domain: %s", e);
+  }
+  while (i-- > 0) {             /* nothing left behind */
+    CLEANUP_FREE char *e = NULL;
+    if (bitmap_op (sys, i, "--remove", rp->bitmap, &e) != 0)
+      fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
+  }
+  return rv;
+}
+
+int
+rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
+                   char **why)
+{
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    CLEANUP_FREE char *state = NULL;
+    int has = rp_lv_off_bitmap (sys, i, rp->bitmap, &state);
+    if (has < 0) {
+      *why = state;
+      state = NULL;
+      return fail_rv (sys);
+    }
+    if ((has || strcmp (state, "missing"))
+        && bitmap_op (sys, i, "--remove", rp->bitmap, why) != 0)
+      return fail_rv (sys);
+  }
+  virDomainCheckpointPtr cp =
+    virDomainCheckpointLookupByName (lv_st (sys)->dom, rp->bitmap, 0);
+  if (!cp)
+    return RV_OK;               /* libvirt had none (any more) */
+  int r = virDomainCheckpointDelete (
+    cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+  virDomainCheckpointFree (cp);
+  if (r < 0) {
+    CLEANUP_FREE char *m = rp_lv_error ();
+    *why = rp_asprintf ("libvirt refused to forget checkpoint %s: %s",
+                        rp->bitmap, m);
+    return RV_FAILED;
+  }
+  return RV_OK;
+}
+
+/* Import: the checkpoint libvirt lost is redefined if every disk still
+ * carries its bitmap (libvirt validates only for a running domain). */
+int
+rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
+                    const char *desc, char **why)
+{
+  for (size_t i = 0; i < sys->ndisks; i++) {
+    CLEANUP_FREE char *state = NULL;
+    int has = rp_lv_off_bitmap (sys, i, rp->bitmap, &state);
+    if (has != 1) {
+      *why = rp_asprintf ("disk %s: the change tracking of '%s' is %s",
+                          sys->disks[i].id, rp->name, state);
+      return has < 0 ? fail_rv (sys) : RV_INVALID_STATE;
+    }
+  }
+  CLEANUP_FREE char *xml = rp_lvxml_checkpoint_redefine (
+    rp->bitmap, desc, (long long) rp->created, rp->disk_ids,
+    lv_st (sys)->others);
+  virDomainCheckpointPtr cp = virDomainCheckpointCreateXML (
+    lv_st (sys)->dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
+  if (!cp) {
+    CLEANUP_FREE char *e = rp_lv_error ();
+    *why = rp_asprintf ("libvirt cannot redefine checkpoint %s: %s",
+                        rp->bitmap, e);
+    return RV_FAILED;
+  }
+  virDomainCheckpointFree (cp);
+  return RV_OK;
+}
+
+/* ---- exports ---- */
+
+struct off_server {
+  pid_t pid;
+  char *sock;
+};
+
+static void
+server_stop (void *pin)
+{
+  struct off_server *o = pin;
+  if (o->pid > 0) {
+    kill (o->pid, SIGTERM);
+    rp_proc_stop (o->pid, 2000);
+  }
+  unlink (o->sock);
+  free (o->sock);
+  free (o);
+}
+
+/* A read-only qemu-nbd of disk DI (with BITMAP, if not NULL) for one
+ * reader, released with the endpoint. */
+static int
+serve (struct rp_system *sys, size_t di, const char *bitmap,
+       struct rp_endpoint *ep, char **err)
+{
+  static atomic_uint counter;
+  CLEANUP_FREE char *dir = rp_asprintf ("%s/run/lv%u", sys->core->store,
+                                        sys->index);
+  if (mkdir (dir, 0700) != 0 && errno != EEXIST) {
+    *err = rp_asprintf ("%s: %s", dir, strerror (errno));
+    return -1;
+  }
+  struct off_server *o = rp_calloc (1, sizeof *o);
+  o->sock = rp_asprintf ("%s/off%u.sock", dir, atomic_fetch_add (&counter, 1));
+  CLEANUP_FREE char *bm = bitmap ? rp_asprintf ("--bitmap=%s", bitmap) : NULL;
+  char *argv[] = { "qemu-nbd", "--read-only", "--persistent", "--shared=0",
+                   "--allocation-depth", "--format=qcow2",
+                   bm ? bm : sys->disks[di].path,
+                   bm ? sys->disks[di].path : NULL, NULL };
+  int lfd = rp_unix_listen (o->sock);
+  o->pid = lfd < 0 ? -1 : rp_proc_spawn (argv, NULL, 0, lfd, NULL);
+  int e = errno;
+  if (lfd >= 0)
+    close (lfd);
+  if (o->pid < 0) {
+    *err = rp_asprintf ("cannot serve disk %s (%s) with qemu-nbd: %s",
+                        sys->disks[di].id, sys->disks[di].path, strerror (e));
+    server_stop (o);
+    return -1;
+  }
+  ep->sock = rp_strdup (o->sock);
+  ep->name = rp_strdup ("");
+  ep->bitmap = bitmap ? rp_strdup (bitmap) : NULL;
+  ep->unpin = server_stop;
+  ep->pin = o;
+  return 0;
+}
+
+int
+rp_lv_off_disk_endpoint (struct rp_system *sys, size_t di,
+                         struct rp_endpoint *ep, char **err)
+{
+  return serve (sys, di, NULL, ep, err);
+}
+
+/* The base's bitmap has recorded every write since the base, and nothing
+ * has written the images since RP (its data is the images): a superset of
+ * the changes between them, as changes_open asks. */
+int
+rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
+                        size_t di, struct rp_endpoint *ep, char **why)
+{
+  CLEANUP_FREE char *state = NULL;
+  int has = rp_lv_off_bitmap (sys, di, base->bitmap, &state);
+  if (has != 1) {
+    *why = has < 0 ? rp_strdup (state)
+      : rp_asprintf ("disk %s: the change tracking since '%s' (bitmap %s) "
+                     "is %s", sys->disks[di].id, base->name, base->bitmap,
+                     state);
+    return has < 0 ? fail_rv (sys) : RV_INVALID_STATE;
+  }
+  if (serve (sys, di, base->bitmap, ep, why) != 0)
+    return RV_FAILED;
+  return RV_OK;
+}
