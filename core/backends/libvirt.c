@@ -346,6 +346,8 @@ lv_check_tracking (struct rp_system *sys)
   size_t n;
   struct rp_refpoint **rps = rp_system_hold_rps (sys, &n);
   bool adopted = false;
+  if (rp_lv_offline (sys))      /* a QEMU killed leaves them in-use */
+    rp_lv_off_check_bitmaps (sys, rps, n);
   for (size_t k = 0; k < n; k++) {
     struct rp_refpoint *rp = rps[k];
     if (!in (cps, rp->bitmap)) {

@@ -72,8 +72,13 @@ int rp_lv_imported (struct rp_system *sys, struct rp_refpoint *rp,
                     char **why);
 
 /* lvjob.c: the backup job (point-in-time data). */
+/* Begin the job that keeps RP's data, with checkpoint CPXML, as an
+ * incremental backup from INCREMENTAL (NULL: none).  If libvirt finds that
+ * checkpoint's bitmap broken, the job begins as a full one and
+ * *BASE_BROKEN says libvirt's words. */
 int rp_lv_job_begin (struct rp_system *sys, struct rp_refpoint *rp,
-                     const char *cpxml, const char *incremental, char **why);
+                     const char *cpxml, const char *incremental,
+                     char **base_broken, char **why);
 int rp_lv_job_adopt (struct rp_system *sys, const char *cp);
 void rp_lv_job_forget (struct rp_system *sys);
 int rp_lv_drop_data (struct rp_system *sys, struct rp_refpoint *rp);
@@ -88,6 +93,10 @@ int rp_lv_off_size (struct rp_system *sys, size_t di, uint64_t *size,
                     char **err);
 int rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
                       char **why);
+/* At an attach to the shut-off domain: the reference points (of N) whose
+ * bitmap is missing or inconsistent on a disk are marked broken. */
+void rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
+                              size_t n);
 int rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
                       const char *desc, char **why);
 int rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,

@@ -83,7 +83,8 @@ job_xml (struct rp_system *sys, struct lv_backupxml *b, char **why)
 
 int
 rp_lv_job_begin (struct rp_system *sys, struct rp_refpoint *rp,
-                 const char *cpxml, const char *incremental, char **why)
+                 const char *cpxml, const char *incremental,
+                 char **base_broken, char **why)
 {
   struct lv_state *s = lv_st (sys);
   /* The scratch images live next to the socket, in the directory that
@@ -96,19 +97,33 @@ rp_lv_job_begin (struct rp_system *sys, struct rp_refpoint *rp,
     scratch = rp_strv_push (scratch, p);
     free (p);
   }
-  CLEANUP_FREE char *bxml = rp_lvxml_backup_pull (incremental, s->sock, ids,
-                                                  scratch, s->others);
+  int r = -1;
+  for (int attempt = 0; attempt < 2 && r < 0; attempt++) {
+    CLEANUP_FREE char *bxml = rp_lvxml_backup_pull (incremental, s->sock, ids,
+                                                    scratch, s->others);
+    unlink (s->sock);           /* a socket an earlier job left */
+    r = virDomainBackupBegin (s->dom, bxml, cpxml, 0);
+    virErrorPtr e = r < 0 ? virGetLastError () : NULL;
+    if (r < 0 && incremental
+        && e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT) {
+      /* The base's bitmap did not survive (a QEMU that was killed): the
+       * job begins as a full one; the base is marked broken. */
+      *base_broken = rp_lv_error ();
+      incremental = NULL;
+    }
+    else if (r < 0)
+      break;
+  }
   rp_strv_free (ids);
   rp_strv_free (scratch);
-  unlink (s->sock);             /* a socket an earlier job left */
-  if (virDomainBackupBegin (s->dom, bxml, cpxml, 0) < 0) {
+  if (r < 0) {
     CLEANUP_FREE char *e = rp_lv_error ();
     *why = rp_asprintf ("libvirt refused the backup job that keeps the "
                         "point-in-time data: %s", e);
     return rp_lv_fail_rv (sys);
   }
   struct lv_backupxml b;
-  int r = job_xml (sys, &b, why);
+  r = job_xml (sys, &b, why);
   if (r == 1) {
     pthread_mutex_lock (&s->mu);
     r = take_job (sys, &b, rp->bitmap, why) == 0 ? 1 : -1;

@@ -89,19 +89,13 @@ rp_lv_off_size (struct rp_system *sys, size_t di, uint64_t *size,
   return r;
 }
 
-/* Bitmap NAME on disk DI: 1 recording and consistent; 0 not usable, *why
- * says why ("missing", "inconsistent", "not recording"); -1 cannot tell. */
-int
-rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
-                  char **why)
+/* The state of bitmap NAME in `qemu-img info` output J: NULL usable
+ * (recording and consistent), else why not. */
+static const char *
+bitmap_state (json_t *j, const char *name)
 {
-  json_t *j = image_info (sys, di, why);
-  if (!j)
-    return -1;
   json_t *bms = json_object_get (json_object_get (json_object_get (
     j, "format-specific"), "data"), "bitmaps");
-  int r = 0;
-  const char *state = "missing";
   size_t i, k;
   json_t *bm, *f;
   json_array_foreach (bms, i, bm) {
@@ -114,13 +108,54 @@ rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
       auto_ |= fl && !strcmp (fl, "auto");
       in_use |= fl && !strcmp (fl, "in-use");
     }
-    state = in_use ? "inconsistent" : !auto_ ? "not recording" : NULL;
-    r = state ? 0 : 1;
+    return in_use ? "inconsistent (QEMU was killed while it was in use)"
+      : !auto_ ? "not recording" : NULL;
   }
-  if (r == 0)
+  return "missing";
+}
+
+/* Bitmap NAME on disk DI: 1 usable; 0 not, *why says why; -1 cannot
+ * tell, *why. */
+int
+rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
+                  char **why)
+{
+  json_t *j = image_info (sys, di, why);
+  if (!j)
+    return -1;
+  const char *state = bitmap_state (j, name);
+  if (state)
     *why = rp_strdup (state);
   json_decref (j);
-  return r;
+  return state ? 0 : 1;
+}
+
+void
+rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
+                         size_t n)
+{
+  for (size_t di = 0; di < sys->ndisks; di++) {
+    CLEANUP_FREE char *e = NULL;
+    json_t *j = image_info (sys, di, &e);
+    if (!j) {
+      fprintf (stderr, "rpfs: %s: cannot check the change tracking: %s\n",
+               sys->name, e);
+      continue;
+    }
+    for (size_t k = 0; k < n; k++) {
+      const char *state = rp_strv_contains (rps[k]->disk_ids,
+                                            sys->disks[di].id)
+        ? bitmap_state (j, rps[k]->bitmap) : NULL;
+      if (!state)
+        continue;
+      CLEANUP_FREE char *why = rp_asprintf (
+        "the change tracking bitmap on disk %s is %s%s", sys->disks[di].id,
+        state, strcmp (state, "missing") ? ""
+        : " (QEMU was stopped without writing it)");
+      rp_refpoint_set_broken (rps[k], why);
+    }
+    json_decref (j);
+  }
 }
 
 /* qemu-img bitmap OP on disk DI: 0, or -1 with *why. */

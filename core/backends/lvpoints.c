@@ -37,6 +37,23 @@ newest (struct rp_system *sys, unsigned *seq, char **why)
   return best;
 }
 
+/* libvirt found checkpoint CP's bitmap broken (MSG): its reference point's
+ * tracking is lost (its digest tables may serve instead). */
+static void
+mark_broken (struct rp_system *sys, const char *cp, const char *msg)
+{
+  size_t n;
+  struct rp_refpoint **rps = rp_system_hold_rps (sys, &n);
+  for (size_t k = 0; k < n; k++)
+    if (!strcmp (rps[k]->bitmap, cp)) {
+      CLEANUP_FREE char *why = rp_asprintf ("libvirt: %s", msg);
+      rp_refpoint_set_broken (rps[k], why);
+      fprintf (stderr, "rpfs: %s/%s: change tracking lost: %s\n",
+               sys->name, rps[k]->name, why);
+    }
+  rp_release_rps (rps, n);
+}
+
 static int
 create_checkpoint (struct rp_system *sys, const char *xml, char **why)
 {
@@ -86,11 +103,14 @@ rp_lv_create (struct rp_system *sys, struct rp_refpoint *rp, char **note,
   int rv = rp_backend_freeze (sys, rp, &frozen, note, why);
   if (rv != RV_OK)
     return rv;
+  CLEANUP_FREE char *broken = NULL;
   if (rp->type == 1)
-    rv = rp_lv_job_begin (sys, rp, xml, *prev ? prev : NULL, why);
+    rv = rp_lv_job_begin (sys, rp, xml, *prev ? prev : NULL, &broken, why);
   else
     rv = create_checkpoint (sys, xml, why);
   rp_backend_thaw (sys, frozen);
+  if (broken)
+    mark_broken (sys, prev, broken);
   return rv;
 }
 
