@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "blockhash.h"
+#include "nbdwrite.h"
 #include "extent.h"
 #include "util.h"
 
@@ -266,7 +267,7 @@ flush_run (struct nbd_handle *dst, enum what w, const char *buf,
     return 0;
   if (w == DATA) {
     *copied += len;
-    return nbd_pwrite (dst, buf, len, off, 0) == -1 ? -1 : 0;
+    return rp_nbd_write (dst, buf, len, off);
   }
   if (w == ZERO) {
     *zeroed += len;

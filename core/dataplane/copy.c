@@ -32,6 +32,7 @@
 #include "proc.h"
 #include "ratelimit.h"
 #include "blockhash.h"
+#include "nbdwrite.h"
 #include "source.h"
 
 #define WORKERS 4
@@ -225,7 +226,7 @@ copy_op (struct copy_ctx *c, struct rp_src *src, struct nbd_handle *dst,
     atomic_fetch_add (&c->zeroed, c->full ? 0 : op->len);
   }
   else {
-    r = nbd_pwrite (dst, buf, op->len, op->off, 0);
+    r = rp_nbd_write (dst, buf, op->len, op->off);
     atomic_fetch_add (&c->copied, op->len);
   }
   if (r == -1)
