@@ -6,6 +6,7 @@
  * (outdir.h): rpfs never walks a path there as root. */
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -801,4 +802,9 @@ rp_export_done (struct export_work *w, int rv, const char *why)
   if (s)
     rp_stream_end (s, rv);
   work_free (w);
+  /* rpfs keeps freed memory on its heap (fs/main.c: the trim threshold is
+   * 32 MiB, so that FUSE's read buffers are reused); what an export used
+   * (copy buffers, digest tables, libzstd's context) goes back to the
+   * kernel when it ends, not when the heap next grows. */
+  malloc_trim (0);
 }
