@@ -14,7 +14,8 @@
  *   destroy    `qemu-img bitmap --remove`, then the checkpoint's metadata
  *   data       the images themselves: nothing writes them while the domain
  *              is off; the domain starting again drops it (libvirt.c)
- *   exports    one read-only `qemu-nbd` per reader (socket activated, with
+ *   exports    one read-only `qemu-nbd` per reader (socket activated in
+ *              STORE/run/lv<N>-off/, root's own, with
  *              qemu:allocation-depth, and for a differential the base's
  *              bitmap, which has recorded every write since the base), ended
  *              when the reader lets go of the endpoint
@@ -31,8 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
+#include "imginfo.h"
 #include "lvirt.h"
 #include "proc.h"
 
@@ -50,68 +50,35 @@ first_line (char *e, const char *dflt)
 
 /* ---- the images ---- */
 
-/* `qemu-img info` of disk DI's top image, parsed; NULL with *err. */
-static json_t *
+/* `qemu-img info` of disk DI's top image (imginfo.h reads it); NULL with
+ * *err. */
+static char *
 image_info (struct rp_system *sys, size_t di, char **err)
 {
   char *argv[] = { "qemu-img", "info", "--output=json", "-f", "qcow2",
                    sys->disks[di].path, NULL };
-  CLEANUP_FREE char *out = NULL, *e = NULL;
-  int st = rp_proc_run (argv, NULL, &out, &e);
-  if (st != 0) {
-    *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path,
-                        first_line (e, "failed"));
-    return NULL;
-  }
-  json_error_t je;
-  json_t *j = json_loads (out, 0, &je);
-  if (!j)
-    *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path,
-                        je.text);
-  return j;
+  char *out = NULL;
+  CLEANUP_FREE char *e = NULL;
+  if (rp_proc_run (argv, NULL, &out, &e) == 0 && out)
+    return out;
+  free (out);
+  *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path,
+                      first_line (e, "failed"));
+  return NULL;
 }
 
 int
 rp_lv_off_size (struct rp_system *sys, size_t di, uint64_t *size,
                 char **err)
 {
-  json_t *j = image_info (sys, di, err);
-  if (!j)
+  CLEANUP_FREE char *text = image_info (sys, di, err);
+  CLEANUP_FREE char *e = NULL;
+  if (!text)
     return -1;
-  json_t *v = json_object_get (j, "virtual-size");
-  int r = json_is_integer (v) ? 0 : -1;
-  if (r == 0)
-    *size = (uint64_t) json_integer_value (v);
-  else
-    *err = rp_asprintf ("qemu-img info %s: no virtual size",
-                        sys->disks[di].path);
-  json_decref (j);
-  return r;
-}
-
-/* The state of bitmap NAME in `qemu-img info` output J: NULL usable
- * (recording and consistent), else why not. */
-static const char *
-bitmap_state (json_t *j, const char *name)
-{
-  json_t *bms = json_object_get (json_object_get (json_object_get (
-    j, "format-specific"), "data"), "bitmaps");
-  size_t i, k;
-  json_t *bm, *f;
-  json_array_foreach (bms, i, bm) {
-    const char *n = json_string_value (json_object_get (bm, "name"));
-    if (!n || strcmp (n, name))
-      continue;
-    bool auto_ = false, in_use = false;
-    json_array_foreach (json_object_get (bm, "flags"), k, f) {
-      const char *fl = json_string_value (f);
-      auto_ |= fl && !strcmp (fl, "auto");
-      in_use |= fl && !strcmp (fl, "in-use");
-    }
-    return in_use ? "inconsistent (QEMU was killed while it was in use)"
-      : !auto_ ? "not recording" : NULL;
-  }
-  return "missing";
+  if (rp_imginfo_size (text, strlen (text), size, &e) == 0)
+    return 0;
+  *err = rp_asprintf ("qemu-img info %s: %s", sys->disks[di].path, e);
+  return -1;
 }
 
 /* Bitmap NAME on disk DI: 1 usable; 0 not, *why says why; -1 cannot
@@ -120,13 +87,12 @@ int
 rp_lv_off_bitmap (struct rp_system *sys, size_t di, const char *name,
                   char **why)
 {
-  json_t *j = image_info (sys, di, why);
-  if (!j)
+  CLEANUP_FREE char *text = image_info (sys, di, why);
+  if (!text)
     return -1;
-  const char *state = bitmap_state (j, name);
+  const char *state = rp_imginfo_bitmap (text, strlen (text), name);
   if (state)
     *why = rp_strdup (state);
-  json_decref (j);
   return state ? 0 : 1;
 }
 
@@ -136,8 +102,8 @@ rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
 {
   for (size_t di = 0; di < sys->ndisks; di++) {
     CLEANUP_FREE char *e = NULL;
-    json_t *j = image_info (sys, di, &e);
-    if (!j) {
+    CLEANUP_FREE char *text = image_info (sys, di, &e);
+    if (!text) {
       fprintf (stderr, "rpfs: %s: cannot check the change tracking: %s\n",
                sys->name, e);
       continue;
@@ -145,16 +111,15 @@ rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
     for (size_t k = 0; k < n; k++) {
       const char *state = rp_strv_contains (rps[k]->disk_ids,
                                             sys->disks[di].id)
-        ? bitmap_state (j, rps[k]->bitmap) : NULL;
+        ? rp_imginfo_bitmap (text, strlen (text), rps[k]->bitmap) : NULL;
       if (!state)
         continue;
       CLEANUP_FREE char *why = rp_asprintf (
         "the change tracking bitmap on disk %s is %s%s", sys->disks[di].id,
-        state, strcmp (state, "missing") ? ""
+        state, strcmp (state, RP_IMGINFO_MISSING) ? ""
         : " (QEMU was stopped without writing it)");
       rp_refpoint_set_broken (rps[k], why);
     }
-    json_decref (j);
   }
 }
 
@@ -233,7 +198,7 @@ rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
       state = NULL;
       return fail_rv (sys);
     }
-    if ((has || strcmp (state, "missing"))
+    if ((has || strcmp (state, RP_IMGINFO_MISSING))
         && bitmap_op (sys, i, "--remove", rp->bitmap, why) != 0)
       return fail_rv (sys);
   }
@@ -310,7 +275,9 @@ serve (struct rp_system *sys, size_t di, const char *bitmap,
        struct rp_endpoint *ep, char **err)
 {
   static atomic_uint counter;
-  CLEANUP_FREE char *dir = rp_asprintf ("%s/run/lv%u", sys->core->store,
+  /* Not the backup job's directory, which belongs to the user libvirt
+   * runs QEMU as: these sockets are rpfs's own. */
+  CLEANUP_FREE char *dir = rp_asprintf ("%s/run/lv%u-off", sys->core->store,
                                         sys->index);
   if (mkdir (dir, 0700) != 0 && errno != EEXIST) {
     *err = rp_asprintf ("%s: %s", dir, strerror (errno));
