@@ -14,7 +14,9 @@
 #     disk as its full export;
 #   - the domain is destroyed again and rpfs remounted while it is off: rp4
 #     made on the images exports as a differential from rp3 equal to the
-#     image.
+#     image;
+#   - libvirt forgets rp4's checkpoint: ImportReferencePointMetadata into a
+#     new store finds its bitmap on the image and redefines it.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=vm.sh
@@ -123,5 +125,19 @@ E4=$(new_dir e4)
 export_rp "$RPS/rp4" "$E4" BaseReferencePoint=rp3
 equal_to_image "$E4"
 assert_checkpoints rp1 rp2 rp3 rp4
+CP4=$(tracking rp4)
+umount_rpfs "$MNT"
+
+step "libvirt forgets rp4's checkpoint; imported into a new store while shut off, it is redefined"
+lv_virsh checkpoint-delete "$DOM" "$CP4" --metadata >/dev/null
+! lv_checkpoints "$DOM" | grep -qx "$CP4" || fail "libvirt still lists $CP4"
+lv_store
+echo "libvirt-domain = $DOM" >"$STORE/systems/db.conf"
+mount_rpfs "$STORE" "$MNT"
+call_method "$MNT/db/ImportReferencePointMetadata" "$E4/db/config"$'\n'"$E4/db/referencepoint"$'\n'
+assert_eq "$RV" 0 "ImportReferencePointMetadata ($DESC)"
+lv_checkpoints "$DOM" | grep -qx "$CP4" || fail "libvirt did not get $CP4 back"
+grep -q "checkpoint $CP4 redefined" "${_MNT_LOG[$MNT]}" ||
+  fail "rpfs did not say it redefined $CP4"
 umount_rpfs "$MNT"
 pass

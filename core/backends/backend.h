@@ -149,7 +149,8 @@ struct rp_backend {
   void (*changes_close) (struct rp_system *sys, size_t di,
                          struct rp_endpoint *ep);
   /* Import: disk DI still carries tracking TRACKING (consistent).  1 yes;
-   * 0 no, *why one word ("missing", "inconsistent"); -1 cannot tell, *why. */
+   * 0 no, *why its state ("missing", "inconsistent", ...); -1 cannot tell,
+   * *why. */
   int (*has_tracking) (struct rp_system *sys, size_t di,
                        const char *tracking, char **why);
   /* Import registered RP (RCT based, its record not yet written) after

@@ -245,6 +245,8 @@ rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
     return RV_FAILED;
   }
   virDomainCheckpointFree (cp);
+  fprintf (stderr, "rpfs: %s/%s: checkpoint %s redefined in libvirt (the "
+           "domain is shut off)\n", sys->name, rp->name, rp->bitmap);
   return RV_OK;
 }
 
