@@ -6,7 +6,8 @@
 #   - while it is off, rpfs picks that up without a remount: rpx and rp2 are
 #     made on the images (virsh checkpoint-list shows them), rpx is removed
 #     from the middle (its bitmap leaves the images), the current disk reads
-#     as the image, rp2 exports in full and as a differential from rp1, both
+#     as the image (and while it is open, a creation is refused with EBUSY:
+#     the reader's qemu-nbd locks the image), rp2 exports in full and as a differential from rp1, both
 #     equal to the image by qemu-img convert + cmp;
 #   - no rpfs process holds the images: virsh start succeeds; the guest
 #     writes, rp3 is made by a backup job that takes rp2 (made offline) as
@@ -86,6 +87,17 @@ assert_eq "$(bitmaps_of "$IMG" | awk '{print $1}' | sort | tr '\n' ' ')" \
 step "the current disk reads as the image"
 raw_of "$IMG" "$WORK/img.raw"
 cmp "$MNT/db/disks/vda" "$WORK/img.raw" || fail "disks/vda is not the image"
+
+step "while disks/vda is open, a reference point is refused with EBUSY (the image is locked)"
+exec 3<"$MNT/db/disks/vda"
+export _D=$RPS/rpy
+assert_fails_with EBUSY 'mkdir "$_D"'
+JOB=$(ls -v "$MNT/jobs" | tail -n 1)
+assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" "being read" "the reason"
+exec 3<&-
+[[ ! -e $RPS/rpy ]] || fail "rpy exists after a refused creation"
+has_bitmap "$IMG" "$(tracking rp2)" || fail "the refused creation touched the image"
+assert_checkpoints rp1 rp2
 
 step "rp2 in full and as a differential from rp1 (made while running)"
 E2=$(new_dir e2)

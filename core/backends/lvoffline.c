@@ -123,7 +123,18 @@ rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
   }
 }
 
-/* qemu-img bitmap OP on disk DI: 0, or -1 with *why. */
+/* A failure on the images: the domain that started meanwhile holds them. */
+static int
+fail_rv (struct rp_system *sys)
+{
+  struct lv_state *s = lv_st (sys);
+  return s->dom && virDomainIsActive (s->dom) == 0 ? RV_FAILED
+    : RV_NOT_AVAILABLE;
+}
+
+/* qemu-img bitmap OP on disk DI: RV_OK, or an RV with *why.  RV_IN_USE
+ * while one of rpfs's readers (an export, an open disks/<id>) holds the
+ * image: its read-only qemu-nbd lets no one write. */
 static int
 bitmap_op (struct rp_system *sys, size_t di, const char *op,
            const char *name, char **why)
@@ -134,20 +145,20 @@ bitmap_op (struct rp_system *sys, size_t di, const char *op,
     memmove (&argv[3], &argv[5], 5 * sizeof *argv);     /* no -g */
   CLEANUP_FREE char *e = NULL;
   if (rp_proc_run (argv, NULL, NULL, &e) == 0)
-    return 0;
+    return RV_OK;
+  int rv = fail_rv (sys);
+  bool locked = e && strstr (e, "lock");
+  if (locked && rv == RV_FAILED) {
+    *why = rp_asprintf ("disk %s of the shut-off domain is being read (an "
+                        "export, or an open disks/%s): its image is locked "
+                        "until that ends (qemu-img: %s)", sys->disks[di].id,
+                        sys->disks[di].id, first_line (e, "locked"));
+    return RV_IN_USE;
+  }
   *why = rp_asprintf ("qemu-img bitmap %s %s on disk %s (%s): %s", op, name,
                       sys->disks[di].id, sys->disks[di].path,
                       first_line (e, "failed"));
-  return -1;
-}
-
-/* A failure on the images: the domain that started meanwhile holds them. */
-static int
-fail_rv (struct rp_system *sys)
-{
-  struct lv_state *s = lv_st (sys);
-  return s->dom && virDomainIsActive (s->dom) == 0 ? RV_FAILED
-    : RV_NOT_AVAILABLE;
+  return rv;
 }
 
 /* ---- checkpoints ---- */
@@ -158,8 +169,9 @@ rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
 {
   struct lv_state *s = lv_st (sys);
   size_t i;
+  int rv = RV_OK;
   for (i = 0; i < sys->ndisks; i++)
-    if (bitmap_op (sys, i, "--add", rp->bitmap, why) != 0)
+    if ((rv = bitmap_op (sys, i, "--add", rp->bitmap, why)) != RV_OK)
       break;
   char **ids = rp_system_disks (sys);
   CLEANUP_FREE char *xml = i == sys->ndisks
@@ -172,15 +184,15 @@ rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
     virDomainCheckpointFree (cp);
     return RV_OK;
   }
-  int rv = fail_rv (sys);
   if (xml) {
+    rv = fail_rv (sys);
     CLEANUP_FREE char *e = rp_lv_error ();
     *why = rp_asprintf ("libvirt refused the checkpoint of the shut-off "
                         "domain: %s", e);
   }
   while (i-- > 0) {             /* nothing left behind */
     CLEANUP_FREE char *e = NULL;
-    if (bitmap_op (sys, i, "--remove", rp->bitmap, &e) != 0)
+    if (bitmap_op (sys, i, "--remove", rp->bitmap, &e) != RV_OK)
       fprintf (stderr, "rpfs: %s: %s\n", sys->name, e);
   }
   return rv;
@@ -198,9 +210,10 @@ rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
       state = NULL;
       return fail_rv (sys);
     }
-    if ((has || strcmp (state, RP_IMGINFO_MISSING))
-        && bitmap_op (sys, i, "--remove", rp->bitmap, why) != 0)
-      return fail_rv (sys);
+    int rv = has || strcmp (state, RP_IMGINFO_MISSING)
+      ? bitmap_op (sys, i, "--remove", rp->bitmap, why) : RV_OK;
+    if (rv != RV_OK)
+      return rv;
   }
   virDomainCheckpointPtr cp =
     virDomainCheckpointLookupByName (lv_st (sys)->dom, rp->bitmap, 0);
