@@ -51,8 +51,9 @@ lv_st (struct rp_system *sys)
 
 /* libvirt's message for the last failure of this thread (caller frees). */
 char *rp_lv_error (void);
-/* A failure of a call on a domain: RV_NOT_AVAILABLE if the domain is not
- * running (any more), else RV_FAILED. */
+/* A failure of a call on a domain: RV_FAILED if the domain is still in the
+ * state the backend attached to (running, or shut off), else
+ * RV_NOT_AVAILABLE (it stopped, or started). */
 int rp_lv_fail_rv (struct rp_system *sys);
 
 /* lvevents.c: one event loop thread for the process, started before the

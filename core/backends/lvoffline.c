@@ -123,15 +123,6 @@ rp_lv_off_check_bitmaps (struct rp_system *sys, struct rp_refpoint **rps,
   }
 }
 
-/* A failure on the images: the domain that started meanwhile holds them. */
-static int
-fail_rv (struct rp_system *sys)
-{
-  struct lv_state *s = lv_st (sys);
-  return s->dom && virDomainIsActive (s->dom) == 0 ? RV_FAILED
-    : RV_NOT_AVAILABLE;
-}
-
 /* qemu-img bitmap OP on disk DI: RV_OK, or an RV with *why.  RV_IN_USE
  * while one of rpfs's readers (an export, an open disks/<id>) holds the
  * image: its read-only qemu-nbd lets no one write. */
@@ -146,7 +137,7 @@ bitmap_op (struct rp_system *sys, size_t di, const char *op,
   CLEANUP_FREE char *e = NULL;
   if (rp_proc_run (argv, NULL, NULL, &e) == 0)
     return RV_OK;
-  int rv = fail_rv (sys);
+  int rv = rp_lv_fail_rv (sys);
   bool locked = e && strstr (e, "lock");
   if (locked && rv == RV_FAILED) {
     *why = rp_asprintf ("disk %s of the shut-off domain is being read (an "
@@ -185,7 +176,7 @@ rp_lv_off_create (struct rp_system *sys, struct rp_refpoint *rp,
     return RV_OK;
   }
   if (xml) {
-    rv = fail_rv (sys);
+    rv = rp_lv_fail_rv (sys);
     CLEANUP_FREE char *e = rp_lv_error ();
     *why = rp_asprintf ("libvirt refused the checkpoint of the shut-off "
                         "domain: %s", e);
@@ -208,7 +199,7 @@ rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
     if (has < 0) {
       *why = state;
       state = NULL;
-      return fail_rv (sys);
+      return rp_lv_fail_rv (sys);
     }
     int rv = has || strcmp (state, RP_IMGINFO_MISSING)
       ? bitmap_op (sys, i, "--remove", rp->bitmap, why) : RV_OK;
@@ -231,21 +222,13 @@ rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
   return RV_OK;
 }
 
-/* Import: the checkpoint libvirt lost is redefined if every disk still
- * carries its bitmap (libvirt validates only for a running domain). */
+/* Import: the checkpoint libvirt lost is redefined.  Every disk's bitmap
+ * was found usable before (has_tracking, lvpoints.c: libvirt validates
+ * only for a running domain). */
 int
 rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
                     const char *desc, char **why)
 {
-  for (size_t i = 0; i < sys->ndisks; i++) {
-    CLEANUP_FREE char *state = NULL;
-    int has = rp_lv_off_bitmap (sys, i, rp->bitmap, &state);
-    if (has != 1) {
-      *why = rp_asprintf ("disk %s: the change tracking of '%s' is %s",
-                          sys->disks[i].id, rp->name, state);
-      return has < 0 ? fail_rv (sys) : RV_INVALID_STATE;
-    }
-  }
   CLEANUP_FREE char *xml = rp_lvxml_checkpoint_redefine (
     rp->bitmap, desc, (long long) rp->created, rp->disk_ids,
     lv_st (sys)->others);
@@ -341,11 +324,13 @@ rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
   CLEANUP_FREE char *state = NULL;
   int has = rp_lv_off_bitmap (sys, di, base->bitmap, &state);
   if (has != 1) {
-    *why = has < 0 ? rp_strdup (state)
+    *why = has < 0 ? state
       : rp_asprintf ("disk %s: the change tracking since '%s' (bitmap %s) "
                      "is %s", sys->disks[di].id, base->name, base->bitmap,
                      state);
-    return has < 0 ? fail_rv (sys) : RV_INVALID_STATE;
+    if (has < 0)
+      state = NULL;             /* *why took it */
+    return has < 0 ? rp_lv_fail_rv (sys) : RV_INVALID_STATE;
   }
   if (serve (sys, di, base->bitmap, ep, why) != 0)
     return RV_FAILED;
