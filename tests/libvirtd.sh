@@ -162,7 +162,8 @@ lv_xml() {
 EOF
 }
 
-# lv_define NAME DISK.qcow2...
+# lv_define NAME DISK.qcow2...: define the domain and start it (not with
+# LV_NO_START=1: it stays shut off).
 lv_define() {
   local name=$1 user
   shift
@@ -186,7 +187,7 @@ lv_define() {
   lv_xml "$name" "$@" >"$WORK/$name.xml"
   cleanup_add "_lv_cleanup_domain $(printf %q "$name")"
   lv_virsh define "$WORK/$name.xml" >/dev/null || fail "virsh define $name failed"
-  lv_start "$name"
+  [[ ${LV_NO_START:-0} == 1 ]] || lv_start "$name"
 }
 
 # lv_start NAME: start the defined domain and wait for the guest.
@@ -203,6 +204,20 @@ lv_start() {
     sleep 0.2
   done
   echo "libvirt: domain $name ready after $((SECONDS - start))s"
+}
+
+# lv_guest_write NAME BYTE OFFSET LENGTH: write LENGTH bytes of BYTE at
+# OFFSET of the running domain's first disk through its device (QEMU's
+# block layer: libvirt's bitmaps and backup job see it), then flush.
+lv_guest_write() {
+  local dev out cmd
+  dev=$(lv_virsh dumpxml "$1" | sed -n "s/.*<alias name='\(virtio-disk[0-9]*\)'.*/\1/p" | head -n 1)
+  [[ -n $dev ]] || fail "no virtio disk alias in $1's live XML"
+  for cmd in "write -P $2 $3 $4" flush; do
+    out=$(lv_virsh qemu-monitor-command "$1" --hmp \
+      "qemu-io -d /machine/peripheral/$dev/virtio-backend \"$cmd\"")
+    ! grep -qi 'error\|not' <<<"$out" || fail "qemu-io $cmd: $out"
+  done
 }
 
 lv_checkpoints() {

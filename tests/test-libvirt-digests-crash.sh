@@ -35,20 +35,9 @@ RPS=$MNT/db/referencepoints
 
 lv_define "$DOM" "$IMG"
 mount_rpfs "$STORE" "$MNT"
-DEV=$(lv_virsh dumpxml "$DOM" | sed -n "s/.*<alias name='\(virtio-disk[0-9]*\)'.*/\1/p" | head -n 1)
-[[ -n $DEV ]] || fail "no virtio disk alias in the live XML"
-
 # write BYTE OFFSET LENGTH: through the guest's device (so libvirt's
 # bitmaps see it), then flushed (a kill -9 keeps what reached the image).
-write() {
-  local out
-  out=$(lv_virsh qemu-monitor-command "$DOM" --hmp \
-    "qemu-io -d /machine/peripheral/$DEV/virtio-backend \"write -P $1 $2 $3\"")
-  ! grep -qi 'error\|not' <<<"$out" || fail "qemu-io write: $out"
-  out=$(lv_virsh qemu-monitor-command "$DOM" --hmp \
-    "qemu-io -d /machine/peripheral/$DEV/virtio-backend flush")
-  ! grep -qi 'error\|not' <<<"$out" || fail "qemu-io flush: $out"
-}
+write() { lv_guest_write "$DOM" "$@"; }
 kill_qemu() {
   local pid
   pid=$(cat "/var/run/libvirt/qemu/$DOM.pid") || fail "no pid file of $DOM's QEMU"

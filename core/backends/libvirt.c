@@ -332,7 +332,9 @@ in (char *const *v, const char *s)
 
 /* Every record against libvirt's checkpoints: a missing one is lost
  * tracking.  Point-in-time data is the domain's backup job: adopted if it
- * is rpfs's (the domain ran on while rpfs was away), else dropped. */
+ * is rpfs's (the domain ran on while rpfs was away), else dropped; while
+ * the domain is off, it is the images, kept if nothing has written them
+ * since the reference point (its bitmap says so, lvatrest.c). */
 static int
 lv_check_tracking (struct rp_system *sys)
 {
@@ -361,15 +363,20 @@ lv_check_tracking (struct rp_system *sys)
     if (!had)
       continue;
     bool off = rp_lv_offline (sys);
-    bool ok = !off && !adopted && rp_lv_job_adopt (sys, rp->bitmap) == 0;
-    adopted |= ok;
+    CLEANUP_FREE char *why = NULL;
+    bool ok = off ? rp_lv_off_keeps_data (sys, rp, &why)
+      : !adopted && rp_lv_job_adopt (sys, rp->bitmap) == 0;
+    adopted |= ok && !off;
     if (!ok)
       fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
-               sys->name, rp->name, off
-               ? "the domain is shut off, and may have run since the data "
-               "was kept" : "no backup job of rpfs's holds it (the domain "
-               "stopped, or started after it was kept on the shut-off "
-               "domain's images)");
+               sys->name, rp->name, off ? why : "no backup job of rpfs's "
+               "holds it (the domain stopped, or started after it was kept "
+               "on the shut-off domain's images)");
+    else
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data kept: %s\n",
+               sys->name, rp->name, off ? "the shut-off domain's images are "
+               "as they were at the reference point" : "the backup job an "
+               "earlier rpfs began still runs, and is taken over");
     pthread_mutex_lock (&sys->core->lock);
     rp->has_data = ok;
     rp_refpoint_save (rp);

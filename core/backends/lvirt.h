@@ -104,10 +104,21 @@ int rp_lv_off_destroy (struct rp_system *sys, struct rp_refpoint *rp,
                        char **why);
 int rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
                         const char *desc, char **why);
-int rp_lv_off_disk_endpoint (struct rp_system *sys, size_t di,
-                             struct rp_endpoint *ep, char **err);
-int rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
-                            size_t di, struct rp_endpoint *ep, char **why);
+/* The disk (RP NULL) or RP's point-in-time disk DI, once the images are
+ * proved still at RP (else RP's data is dropped, and -1 with *err). */
+int rp_lv_off_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
+                             size_t di, struct rp_endpoint *ep, char **err);
+int rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
+                            struct rp_refpoint *base, size_t di,
+                            struct rp_endpoint *ep, char **why);
+/* At an attach to the shut-off domain: RP, which held point-in-time data,
+ * keeps it if nothing has written the images since RP (else *why). */
+bool rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
+                           char **why);
+
+/* lvatrest.c: bytes that BITMAP marks on the export at SOCK (a qemu-nbd of
+ * lvoffline.c's that exposes it): >= 0, or -1 with *err. */
+int64_t rp_lv_off_marked (const char *sock, const char *bitmap, char **err);
 /* Attached to the domain while it was shut off (takes mu). */
 bool rp_lv_offline (struct rp_system *sys);
 

@@ -216,7 +216,7 @@ rp_lv_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
 {
   struct lv_state *s = lv_st (sys);
   if (rp_lv_offline (sys))
-    return rp_lv_off_disk_endpoint (sys, di, ep, err);
+    return rp_lv_off_disk_endpoint (sys, rp, di, ep, err);
   if (!rp) {
     *err = rp_asprintf ("libvirt serves no export of the running disk %s of "
                         "domain %s; read a reference point's disks/%s",
@@ -248,7 +248,7 @@ rp_lv_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
   struct lv_state *s = lv_st (sys);
   (void) tag;
   if (rp_lv_offline (sys))
-    return rp_lv_off_changes_open (sys, base, di, ep, why);
+    return rp_lv_off_changes_open (sys, rp, base, di, ep, why);
   int rv = RV_INVALID_STATE;
   pthread_mutex_lock (&s->mu);
   if (!holds (s, rp) || !s->exp_name || di >= sys->ndisks)

@@ -24,6 +24,7 @@
  * an export or an open disk file reads the disks at that moment (QEMU's
  * image locking then refuses the start, and says so). */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -246,7 +247,7 @@ rp_lv_off_imported (struct rp_system *sys, struct rp_refpoint *rp,
   return RV_OK;
 }
 
-/* ---- exports ---- */
+/* ---- readers ---- */
 
 struct off_server {
   pid_t pid;
@@ -266,11 +267,13 @@ server_stop (void *pin)
   free (o);
 }
 
-/* A read-only qemu-nbd of disk DI (with BITMAP, if not NULL) for one
- * reader, released with the endpoint. */
+/* A read-only qemu-nbd of disk DI for one reader, released with the
+ * endpoint.  It exposes BITMAP as the endpoint's changes and CHECK, the
+ * bitmap that says whether the images are still at a reference point
+ * (either may be NULL). */
 static int
 serve (struct rp_system *sys, size_t di, const char *bitmap,
-       struct rp_endpoint *ep, char **err)
+       const char *check, struct rp_endpoint *ep, char **err)
 {
   static atomic_uint counter;
   /* Not the backup job's directory, which belongs to the user libvirt
@@ -284,10 +287,15 @@ serve (struct rp_system *sys, size_t di, const char *bitmap,
   struct off_server *o = rp_calloc (1, sizeof *o);
   o->sock = rp_asprintf ("%s/off%u.sock", dir, atomic_fetch_add (&counter, 1));
   CLEANUP_FREE char *bm = bitmap ? rp_asprintf ("--bitmap=%s", bitmap) : NULL;
-  char *argv[] = { "qemu-nbd", "--read-only", "--persistent", "--shared=0",
-                   "--allocation-depth", "--format=qcow2",
-                   bm ? bm : sys->disks[di].path,
-                   bm ? sys->disks[di].path : NULL, NULL };
+  CLEANUP_FREE char *ck = check ? rp_asprintf ("--bitmap=%s", check) : NULL;
+  char *argv[10] = { "qemu-nbd", "--read-only", "--persistent", "--shared=0",
+                     "--allocation-depth", "--format=qcow2" };
+  size_t n = 6;
+  if (bm)
+    argv[n++] = bm;
+  if (ck)
+    argv[n++] = ck;
+  argv[n] = sys->disks[di].path;
   int lfd = rp_unix_listen (o->sock);
   o->pid = lfd < 0 ? -1 : rp_proc_spawn (argv, NULL, 0, lfd, NULL);
   int e = errno;
@@ -307,19 +315,101 @@ serve (struct rp_system *sys, size_t di, const char *bitmap,
   return 0;
 }
 
-int
-rp_lv_off_disk_endpoint (struct rp_system *sys, size_t di,
-                         struct rp_endpoint *ep, char **err)
+/* ---- whether the images are still at a reference point (lvatrest.c) ---- */
+
+static void
+lose_data (struct rp_system *sys, struct rp_refpoint *rp, const char *why)
 {
-  return serve (sys, di, NULL, ep, err);
+  fprintf (stderr, "rpfs: %s/%s: point-in-time data dropped: %s\n",
+           sys->name, rp->name, why);
+  pthread_mutex_lock (&sys->core->lock);
+  rp->has_data = false;
+  rp_refpoint_save (rp);
+  pthread_mutex_unlock (&sys->core->lock);
+}
+
+/* 1 if nothing has written disk DI since RP (RP's bitmap, which the
+ * qemu-nbd at SOCK exposes, marks nothing); 0 if something has, or RP's
+ * bitmap cannot tell any more; -1 if it could not be read (*why each
+ * time). */
+static int
+still_at (struct rp_system *sys, struct rp_refpoint *rp, size_t di,
+          const char *sock, char **why)
+{
+  CLEANUP_FREE char *e = NULL;
+  int64_t n = rp_lv_off_marked (sock, rp->bitmap, &e);
+  if (n == 0)
+    return 1;
+  if (n > 0) {
+    *why = rp_asprintf ("disk %s was written after the reference point was "
+                        "made (its bitmap %s marks %" PRId64 " bytes): the "
+                        "images no longer hold its point in time",
+                        sys->disks[di].id, rp->bitmap, n);
+    return 0;
+  }
+  CLEANUP_FREE char *state = NULL;
+  if (rp_lv_off_bitmap (sys, di, rp->bitmap, &state) == 0) {
+    *why = rp_asprintf ("the change tracking of disk %s since the reference "
+                        "point is %s: the images cannot be shown to hold its "
+                        "point in time", sys->disks[di].id, state);
+    return 0;
+  }
+  *why = rp_asprintf ("disk %s: %s", sys->disks[di].id, e);
+  return -1;
+}
+
+/* Checked on the reader's own qemu-nbd, which exposes RP's bitmap and keeps
+ * writers out until it ends: what was checked is what is read.  A disk
+ * that changed drops RP's data. */
+static bool
+at_rest (struct rp_system *sys, struct rp_refpoint *rp, size_t di,
+         const char *sock, char **why)
+{
+  int r = still_at (sys, rp, di, sock, why);
+  if (r == 0)
+    lose_data (sys, rp, *why);
+  return r == 1;
+}
+
+bool
+rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
+                      char **why)
+{
+  for (size_t di = 0; di < sys->ndisks; di++) {
+    if (!rp_strv_contains (rp->disk_ids, sys->disks[di].id))
+      continue;
+    struct rp_endpoint ep = { 0 };
+    int r = serve (sys, di, NULL, rp->bitmap, &ep, why);
+    if (r == 0)
+      r = still_at (sys, rp, di, ep.sock, why) == 1 ? 0 : -1;
+    rp_endpoint_clear (&ep);
+    if (r != 0)
+      return false;
+  }
+  return true;
+}
+
+/* ---- exports ---- */
+
+int
+rp_lv_off_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
+                         size_t di, struct rp_endpoint *ep, char **err)
+{
+  if (serve (sys, di, NULL, rp ? rp->bitmap : NULL, ep, err) != 0)
+    return -1;
+  if (!rp || at_rest (sys, rp, di, ep->sock, err))
+    return 0;
+  rp_endpoint_clear (ep);
+  return -1;
 }
 
 /* The base's bitmap has recorded every write since the base, and nothing
- * has written the images since RP (its data is the images): a superset of
- * the changes between them, as changes_open asks. */
+ * has written the images since RP (checked: RP's bitmap marks nothing): a
+ * superset of the changes between them, as changes_open asks. */
 int
-rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
-                        size_t di, struct rp_endpoint *ep, char **why)
+rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
+                        struct rp_refpoint *base, size_t di,
+                        struct rp_endpoint *ep, char **why)
 {
   CLEANUP_FREE char *state = NULL;
   int has = rp_lv_off_bitmap (sys, di, base->bitmap, &state);
@@ -332,7 +422,10 @@ rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *base,
       state = NULL;             /* *why took it */
     return has < 0 ? rp_lv_fail_rv (sys) : RV_INVALID_STATE;
   }
-  if (serve (sys, di, base->bitmap, ep, why) != 0)
+  if (serve (sys, di, base->bitmap, rp->bitmap, ep, why) != 0)
     return RV_FAILED;
-  return RV_OK;
+  if (at_rest (sys, rp, di, ep->sock, why))
+    return RV_OK;
+  rp_endpoint_clear (ep);
+  return rp_refpoint_has_data (rp) ? RV_FAILED : RV_INVALID_STATE;
 }

@@ -496,8 +496,8 @@ rp_export_disk (struct export_work *w, const char *disk, char **why)
     rv = rp_backend_changes_open (sys, w->rp, w->base, (size_t) di,
                                   w->job->id, &ep, why);
   else if (rp_backend_disk_endpoint (sys, w->rp, (size_t) di, &ep,
-                                     why) != 0)
-    rv = RV_FAILED;
+                                     why) != 0)     /* data found gone? */
+    rv = rp_refpoint_has_data (w->rp) ? RV_FAILED : RV_INVALID_STATE;
   pthread_mutex_unlock (&sys->op_lock);
   if (rv != RV_OK)
     return rv;

@@ -75,7 +75,7 @@ rp_refpoint_record (struct rp_refpoint *rp, bool local)
   if (!local)
     return kv;
   rp_kv_add (kv, "HasAssociatedData", rp->has_data ? "true" : "false");
-  if (rp->has_data) {
+  if (rp->has_data && rp->layers) {     /* the fleecing chain's (chain.c) */
     char n[16];
     snprintf (n, sizeof n, "%u", rp->layers);
     rp_kv_add (kv, "FleeceLayers", n);
