@@ -108,6 +108,12 @@ rp_bh_new (enum rp_bh_mode mode, uint64_t size, struct rp_digests *base)
   return bh;
 }
 
+bool
+rp_bh_defer (struct rp_bh *bh)
+{
+  return bh && bh->mode == RP_BH_FULL && (bh->defer = true);
+}
+
 struct rp_digests *
 rp_bh_end (struct rp_bh *bh, bool keep)
 {
@@ -242,7 +248,7 @@ block (struct rp_bh *bh, uint64_t b, const char *p)
   bool zero = !p || all_zero (p, len);
   if (zero)
     zero_of (t, b, ent);
-  else
+  else if (!bh->defer)
     rp_bh_hash (p, len, ent);
   switch (bh->mode) {
   case RP_BH_FULL:

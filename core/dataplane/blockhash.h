@@ -62,6 +62,7 @@ struct rp_bh {
   struct rp_digests *base;       /* RP_BH_DIGEST: the base's table (DIFF:
                                     it became TAB) */
   atomic_uint_fast64_t skipped;  /* RP_BH_DIGEST: bytes found unchanged */
+  bool defer;                    /* RP_BH_FULL: data blocks hashed later */
 };
 
 /* Start hashing a disk of SIZE bytes.  BASE: the base's table (DIFF: the
@@ -70,6 +71,10 @@ struct rp_bh {
  * (a resized disk): no table can be derived. */
 struct rp_bh *rp_bh_new (enum rp_bh_mode mode, uint64_t size,
                          struct rp_digests *base);
+/* A full export into a qcow2 image: the copy only tells zero blocks (not
+ * written) from data, whose entries imagehash.c fills from the image.
+ * false (nothing changed) for another mode. */
+bool rp_bh_defer (struct rp_bh *bh);
 /* Frees BH; returns its table (the caller's) if KEEP, else frees it too. */
 struct rp_digests *rp_bh_end (struct rp_bh *bh, bool keep);
 

@@ -395,8 +395,60 @@ buf_give (struct buf *b, char **dst)
   *dst = b->p;
 }
 
+/* rp_proc_run_lines's consumer of stdout. */
+struct lines
+{
+  int (*line) (void *opaque, char *line, size_t len);
+  void *opaque;
+  bool stopped;                 /* LINE said stop: the rest is dropped */
+};
+
+/* Hand the complete lines of B to L (all of it at EOF), keeping the rest. */
+static void
+lines_feed (struct buf *b, struct lines *l, bool eof)
+{
+  size_t at = 0;
+
+  while (!l->stopped && at < b->len)
+    {
+      char *nl = memchr (b->p + at, '\n', b->len - at);
+      size_t n = nl ? (size_t) (nl - (b->p + at)) : b->len - at;
+
+      if (!nl && !eof)
+        break;
+      b->p[at + n] = '\0';     /* buf_read keeps a byte spare */
+      if (l->line (l->opaque, b->p + at, n) != 0)
+        l->stopped = true;
+      at += n + (nl ? 1 : 0);
+    }
+  if (l->stopped)
+    at = b->len;
+  memmove (b->p, b->p + at, b->len - at);
+  b->len -= at;
+}
+
+static int run_child (char *const argv[], const char *cwd, char **out,
+                      struct lines *lines, char **err);
+
 int
 rp_proc_run (char *const argv[], const char *cwd, char **out, char **err)
+{
+  return run_child (argv, cwd, out, NULL, err);
+}
+
+int
+rp_proc_run_lines (char *const argv[], int (*line) (void *, char *, size_t),
+                   void *opaque, char **err)
+{
+  struct lines l = { .line = line, .opaque = opaque };
+  int r = run_child (argv, NULL, NULL, &l, err);
+
+  return r == 0 && l.stopped ? -2 : r;
+}
+
+static int
+run_child (char *const argv[], const char *cwd, char **out,
+           struct lines *lines, char **err)
 {
   struct child c = { .argv = argv, .fd1 = -1, .fd2 = -1, .listen_fd = -1,
                      .hi = 2, .cwd = cwd, .nice = thread_nice () };
@@ -413,11 +465,11 @@ rp_proc_run (char *const argv[], const char *cwd, char **out, char **err)
   c.envp = build_env (0, &c.pidslot);
   /* Uncaptured streams go to /dev/null: rpfs's own stdout is no place. */
   if (c.fd0 >= 0 && c.envp
-      && (!out || pipe2 (po, O_CLOEXEC) == 0)
+      && (!(out || lines) || pipe2 (po, O_CLOEXEC) == 0)
       && (!err || pipe2 (pe, O_CLOEXEC) == 0)
       && pipe2 (ep, O_CLOEXEC) == 0)
     {
-      c.fd1 = out ? po[1] : c.fd0;
+      c.fd1 = out || lines ? po[1] : c.fd0;
       c.fd2 = err ? pe[1] : c.fd0;
       pid = start (&c, ep);
     }
@@ -461,6 +513,8 @@ rp_proc_run (char *const argv[], const char *cwd, char **out, char **err)
             close (p[i].fd);
             p[i].fd = -1;       /* poll ignores negative fds */
           }
+      if (lines && b[0].len)
+        lines_feed (&b[0], lines, p[0].fd < 0);
     }
   for (i = 0; i < 2; i++)
     if (p[i].fd >= 0)

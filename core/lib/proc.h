@@ -22,6 +22,13 @@ pid_t rp_proc_spawn (char *const argv[], const int *keep_fds, int nkeep,
  * Killed: -1, *OUT and *ERR hold what it wrote.  Streams not captured go to
  * /dev/null. */
 int rp_proc_run (char *const argv[], const char *cwd, char **out, char **err);
+/* rp_proc_run, handing each line of stdout (without its newline, NUL
+ * terminated, writable) to LINE as it comes, with constant memory.  LINE
+ * returns non-zero to stop: the rest of the output is dropped (the command
+ * still runs to its end) and an exit status of 0 becomes -2. */
+int rp_proc_run_lines (char *const argv[],
+                       int (*line) (void *opaque, char *line, size_t len),
+                       void *opaque, char **err);
 /* true while PID has not exited (reaps it if it has). */
 bool rp_proc_alive (pid_t pid);
 /* Wait up to TIMEOUT_MS for PID to exit; then SIGTERM and wait TIMEOUT_MS,

@@ -27,6 +27,7 @@
 #include "exportdig.h"
 #include "export.h"
 #include "arc.h"
+#include "imagehash.h"
 
 
 static void work_free (struct export_work *w);
@@ -147,6 +148,7 @@ claim (struct rp_refpoint *rp, struct rp_refpoint *base, bool digest,
   for (size_t i = 0; disks[i]; i++)
     w->disks = rp_strv_push (w->disks, disks[i]);
   w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
+  w->ihs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->ihs);
   w->tabs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->tabs);
   w->dig_hex = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->dig_hex);
   rp_rate_init (&w->rate, sys->conf->export_rate);
@@ -300,6 +302,7 @@ work_free (struct export_work *w)
   pthread_mutex_unlock (&core->lock);
   seals_abort (w);              /* before the job: seals read its cancel */
   free (w->seals);
+  free (w->ihs);
   for (size_t i = 0; w->tabs && w->disks && w->disks[i]; i++)
     rp_digests_free (w->tabs[i]);
   free (w->tabs);
@@ -452,6 +455,7 @@ copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   if (w->format != RP_FMT_QCOW2)
     return rp_arcjob_disk (w, di, ep, bh, why);
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
+  bool later = rp_bh_defer (bh);        /* a full export's table */
   int fd = rp_outdir_create (w->od, name, 0644);
   if (fd < 0) {
     *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
@@ -459,9 +463,20 @@ copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   }
   else {
     rv = write_image (w, di, fd, name, ep, bh, why);
+    if (rv == RV_OK && later) {         /* hashed next to the seal */
+      char *e = NULL;
+      w->ihs[w->cur] = rp_imagehash_start (fd, name, bh, &w->job->cancel,
+                                           &e);
+      bh = NULL;                        /* taken */
+      if (!w->ihs[w->cur]) {
+        *why = rp_asprintf ("the digest table of %s: %s", name, e);
+        rv = RV_FAILED;
+      }
+      free (e);
+    }
     close (fd);
   }
-  if (rv == RV_OK && bh)
+  if (rv == RV_OK && bh)             /* not deferred */
     return rp_export_bh_done (w->od, disk, bh, &w->tabs[w->cur],
                               w->dig_hex[w->cur], why);
   rp_bh_end (bh, false);
@@ -577,6 +592,27 @@ write_meta (struct export_work *w, char **why)
                       w->meta_hex[1], why);
 }
 
+/* Disk I's digest table, hashed from its image next to its seal
+ * (imagehash.h), written as disks/DISK.digests. */
+static int
+table_done (struct export_work *w, size_t i, char **why)
+{
+  if (!w->ihs[i])
+    return RV_OK;
+  char *e = NULL;
+  struct rp_bh *bh = rp_imagehash_finish (w->ihs[i], &e);
+  w->ihs[i] = NULL;
+  if (!bh) {
+    int rv = atomic_load (&w->job->cancel) ? -1 : RV_FAILED;
+    if (rv == RV_FAILED)
+      *why = rp_asprintf ("the digest table of disk %s: %s", w->disks[i], e);
+    free (e);
+    return rv;
+  }
+  return rp_export_bh_done (w->od, w->disks[i], bh, &w->tabs[i],
+                            w->dig_hex[i], why);
+}
+
 /* SHA256SUMS in sha256sum's own format ("HASH  NAME"), so that
  * `sha256sum -c SHA256SUMS` checks every other file of the export. */
 static int
@@ -598,7 +634,7 @@ write_sums (struct export_work *w, char **why)
       *why = rp_asprintf ("%s: %s", name, e);
       rv = RV_FAILED;
     }
-    else {
+    else if ((rv = table_done (w, i, why)) == RV_OK) {
       char *n = rp_asprintf ("%s%s  %s\n", sums, hex, name);
       free (sums);
       sums = n;
@@ -626,6 +662,8 @@ seals_abort (struct export_work *w)
   for (size_t i = 0; w->seals && w->disks && w->disks[i]; i++) {
     rp_seal_abort (w->seals[i]);
     w->seals[i] = NULL;
+    rp_imagehash_abort (w->ihs[i]);
+    w->ihs[i] = NULL;
   }
 }
 

@@ -28,6 +28,8 @@ struct export_work {
   bool released;                /* rp no longer busy with this job */
   size_t cur;                   /* disk being copied, for progress */
   struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
+  struct rp_imagehash **ihs;    /* per disk: its table, hashed from the
+                                   image once copied (full exports) */
   struct rp_rate rate;          /* export-rate-limit, over all its disks */
   int format;                   /* enum rp_format (archive.h) */
   struct rp_stream *stream;     /* a streamed export: its reader's queue */

@@ -115,6 +115,54 @@ START_TEST (test_run_cwd_empty_signal)
 }
 END_TEST
 
+/* rp_proc_run_lines: every line, in order, the last one without its
+ * newline too; 200 000 lines through a pipe buffer of 64 KiB; a callback
+ * that says stop makes a clean exit -2. */
+struct seen {
+  size_t n, bytes;
+  char first[16], last[16];
+  size_t stop_at;
+};
+
+static int
+count_line (void *opaque, char *line, size_t len)
+{
+  struct seen *s = opaque;
+  ck_assert_uint_eq (strlen (line), len);
+  if (s->n == 0)
+    snprintf (s->first, sizeof s->first, "%s", line);
+  snprintf (s->last, sizeof s->last, "%s", line);
+  s->n++;
+  s->bytes += len;
+  return s->stop_at && s->n == s->stop_at;
+}
+
+START_TEST (test_run_lines)
+{
+  char *many[] = { "sh", "-c", "seq 1 200000; printf tail", NULL };
+  char *fail[] = { "sh", "-c", "echo a; echo oops >&2; exit 4", NULL };
+  struct seen s = { 0 };
+  char *err = NULL;
+
+  ck_assert_int_eq (rp_proc_run_lines (many, count_line, &s, &err), 0);
+  ck_assert_uint_eq (s.n, 200001);
+  ck_assert_str_eq (s.first, "1");
+  ck_assert_str_eq (s.last, "tail");
+  ck_assert_str_eq (err, "");
+  free (err);
+  memset (&s, 0, sizeof s);
+  s.stop_at = 10;
+  ck_assert_int_eq (rp_proc_run_lines (many, count_line, &s, NULL), -2);
+  ck_assert_uint_eq (s.n, 10);
+  ck_assert_str_eq (s.last, "10");
+  memset (&s, 0, sizeof s);
+  ck_assert_int_eq (rp_proc_run_lines (fail, count_line, &s, &err), 4);
+  ck_assert_uint_eq (s.n, 1);
+  ck_assert_str_eq (err, "oops\n");
+  free (err);
+}
+END_TEST
+
 /* Documented choice: a program that cannot be executed is -1 with errno
  * (never 127, which stays the program's own status), for both calls. */
 START_TEST (test_nonexistent)
@@ -458,6 +506,7 @@ main (void)
   tcase_add_test (tc, test_run_capture);
   tcase_add_test (tc, test_run_no_deadlock);
   tcase_add_test (tc, test_run_cwd_empty_signal);
+  tcase_add_test (tc, test_run_lines);
   tcase_add_test (tc, test_nonexistent);
   tcase_add_test (tc, test_stop);
   tcase_add_test (tc, test_spawn_thread_exit);
