@@ -5,9 +5,13 @@
 # file and hashes its disks in one pass (any compression), against the
 # store's table or, without it, the archive's own; a copy repacked by GNU
 # tar with one byte changed fails naming the disk and block; a cut-short
-# archive fails; a differential archive is refused at the write (it
-# restores only on its base) and verifies once unpacked next to its base,
-# as a directory whose chain ends in the base's raw image.
+# archive fails; a differential archive (which restores only on its base)
+# verifies as a file, its overlay staged and read alone: the blocks it
+# holds against the reference point's table, the others against the
+# base's; a copy repacked with one changed cluster fails naming the block,
+# and so does one whose overlay lacks a changed block; unpacked next to its
+# base, it verifies as a directory whose chain ends in the base's raw
+# image.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 requires tar zstd sha256sum
@@ -79,14 +83,36 @@ verify rp1 "$B/vm1.tar"
 failed_with "^disk sda: block $((GUEST / 65536)) "
 mv "$WORK"/keep/*.digests "$STORE/state/vm1/rp/rp1/"
 
-step "a differential archive: refused as a file, verified unpacked on its base"
+step "a differential archive: verified as a file (compressed or not) and unpacked on its base"
 fill_file "$MNT/vm1/disks/sda" 0x71 12M 1M
 mkdir "$RPS/rp2"
-D=$(new_dir d)
+D=$(new_dir d) DZ=$(new_dir dz)
 export_rp "$RPS/rp2" "$D" Format=tar BaseReferencePoint=rp1
-method_refused EINVAL 32773 "$RPS/rp2/VerifyExport" "$D/vm1.tar"$'\n'
-assert_match "$(cat "$MNT/jobs/$JOB/ErrorDescription")" "differential archive" \
-  "why a differential archive is refused"
+export_rp "$RPS/rp2" "$DZ" Format=tar.zst BaseReferencePoint=rp1
+verify rp2 "$D/vm1.tar"
+assert_job_completed "$JOB"
+verify rp2 "$DZ/vm1.tar.zst"
+assert_job_completed "$JOB"
+assert_eq "$(listing "$DZ")" "vm1.tar.zst vm1.tar.zst.sha256" \
+  "what the verification left next to the archive (the staging is unnamed)"
+
+step "a differential archive with a changed cluster, and one missing a changed block"
+mkdir "$WORK/dx"
+tar -xSf "$D/vm1.tar" -C "$WORK/dx"
+# (opened without its backing file, which is not unpacked here)
+qemu-io -c "write -P 0x72 $((12 * 1024 * 1024 + 65536)) 4k" \
+  "json:{\"driver\": \"qcow2\", \"backing\": null, \"file\": {\"driver\": \"file\", \"filename\": \"$WORK/dx/vm1/disks/sda.qcow2\"}}" \
+  >/dev/null
+DB=$(new_dir dbad)
+tar --format=pax -cSf "$DB/vm1.tar" -C "$WORK/dx" vm1
+verify rp2 "$DB/vm1.tar"
+failed_with "^disk sda: block $((12 * 16 + 1)) .* of the archived overlay does not match"
+qemu-img create -q -f qcow2 "$WORK/dx/vm1/disks/sda.qcow2" 32M
+tar --format=pax -cSf "$DB/vm1.tar" -C "$WORK/dx" vm1
+verify rp2 "$DB/vm1.tar"
+failed_with "^disk sda: block $((12 * 16)) .*it does not hold the block, but the block changed"
+
+step "unpacked next to its base, as a directory"
 # The overlays name the base's newest export, the tar in $T.
 tar -xSf "$T/vm1.tar" -C "$T"
 tar -xSf "$D/vm1.tar" -C "$D"

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "archash.h"
 #include "arc.h"
@@ -12,7 +13,7 @@
 #define TABLE_CAP (1ull << 30)  /* an archive's table member: 1 GiB at most */
 #define PROGRESS_STEP (64ull << 20)
 
-enum kind { NONE, RAW, TABLE };
+enum kind { NONE, RAW, TABLE, STAGE };
 
 struct walk {
   const char *path, *system;
@@ -26,6 +27,8 @@ struct walk {
   /* TABLE: the member's bytes */
   char *tab;
   uint64_t tab_len;
+  /* STAGE: the member's size */
+  uint64_t stage_len;
   uint64_t done, total, next_report;
   void (*progress) (void *, uint64_t, uint64_t);
   void *opaque;
@@ -42,6 +45,7 @@ rp_arc_disks_free (struct rp_arc_disks *d, size_t n)
   free (d->got);
   free (d->own);
   free (d->odd);
+  free (d->staged);
   memset (d, 0, sizeof *d);
 }
 
@@ -99,8 +103,47 @@ on_member (void *opaque, const char *name, uint64_t size, char **why)
     k->kind = TABLE;
     return 1;
   }
+  if (!strcmp (ext, ".qcow2") && k->d->stage && k->d->stage[i] >= 0) {
+    if (k->d->staged[i] || size > k->d->stage_max[i]) {
+      *why = rp_asprintf ("%s: the overlay of disk %s appears twice, or is "
+                          "larger (%llu bytes) than an overlay of the disk "
+                          "can be", k->path, k->disks[i],
+                          (unsigned long long) size);
+      return -1;
+    }
+    k->stage_len = size;
+    k->kind = STAGE;
+    return 1;
+  }
   if (!k->d->odd[i])
     k->d->odd[i] = rp_strdup (name);
+  return 0;
+}
+
+/* A differential's overlay into its staging file, holes left as holes. */
+static int
+stage_data (struct walk *k, uint64_t off, const char *buf, size_t len,
+            char **why)
+{
+  int fd = k->d->stage[k->cur];
+  if (off > k->stage_len || len > k->stage_len - off) {
+    *why = rp_asprintf ("%s: the member of disk %s is longer than its header "
+                        "says", k->path, k->disks[k->cur]);
+    return -1;
+  }
+  for (size_t done = 0; done < len;) {
+    ssize_t n = pwrite (fd, buf + done, len - done, (off_t) (off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      *why = rp_asprintf ("staging the overlay of disk %s: %s",
+                          k->disks[k->cur], n < 0 ? strerror (errno)
+                          : "nothing written");
+      return -1;
+    }
+    done += (size_t) n;
+  }
+  k->done += len;
   return 0;
 }
 
@@ -154,6 +197,8 @@ on_data (void *opaque, uint64_t off, const void *buf, size_t len, char **why)
   struct walk *k = opaque;
   if (k->kind == RAW)
     return raw_data (k, off, buf, len, why);
+  if (k->kind == STAGE)
+    return stage_data (k, off, buf, len, why);
   if (off > k->tab_len || len > k->tab_len - off) {
     *why = rp_asprintf ("%s: the table of disk %s is longer than its header "
                         "says", k->path, k->disks[k->cur]);
@@ -169,6 +214,15 @@ on_end (void *opaque, char **why)
   struct walk *k = opaque;
   if (k->kind == RAW) {
     flush_block (k);
+    return 0;
+  }
+  if (k->kind == STAGE) {
+    if (ftruncate (k->d->stage[k->cur], (off_t) k->stage_len) != 0) {
+      *why = rp_asprintf ("staging the overlay of disk %s: %s",
+                          k->disks[k->cur], strerror (errno));
+      return -1;
+    }
+    k->d->staged[k->cur] = true;
     return 0;
   }
   char *e = NULL;
@@ -192,6 +246,7 @@ rp_arc_hash_disks (int fd, const char *path, const char *system,
   d->got = rp_calloc (n + 1, sizeof *d->got);
   d->own = rp_calloc (n + 1, sizeof *d->own);
   d->odd = rp_calloc (n + 1, sizeof *d->odd);
+  d->staged = rp_calloc (n + 1, sizeof *d->staged);
   struct walk k = { .path = path, .system = system, .disks = disks, .d = d,
                     .blk = rp_calloc (1, RP_BH_BLOCK), .cb = UINT64_MAX,
                     .total = total, .progress = progress, .opaque = opaque };

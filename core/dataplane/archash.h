@@ -8,6 +8,7 @@
 #define RPFS_ARCHASH_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,13 @@ struct rp_arc_disks {
   struct rp_digests **own;      /* the archive's disks/<d>.digests, or NULL */
   char **odd;                   /* a member that is not a full disk image
                                    (e.g. disks/<d>.qcow2), or NULL */
+  /* Set by the caller for a differential archive: per disk, a file to
+   * write its disks/<d>.qcow2 member (the overlay) into, or -1; NULL for
+   * none; STAGE_MAX: the most bytes each may hold (a larger member is
+   * refused before anything is written).  STAGED says which were. */
+  const int *stage;
+  const uint64_t *stage_max;
+  bool *staged;
 };
 void rp_arc_disks_free (struct rp_arc_disks *d, size_t n);
 

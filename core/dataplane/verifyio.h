@@ -4,6 +4,7 @@
 #define RPFS_VERIFYIO_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "blockhash.h"
@@ -24,5 +25,16 @@ int rp_verify_disk (struct rp_src *src, const struct rp_digests *t,
                     atomic_bool *cancel,
                     void (*progress) (void *, uint64_t, uint64_t),
                     void *opaque, uint64_t *bad, char **err);
+
+/* A differential archive's overlay, served alone from JSON_SPEC (no
+ * backing file): a block it holds must hash to TR's entry (the reference
+ * point's table), a block it does not hold must be one the tables say did
+ * not change since the base (TR's entry equals TB's, the base's).  Returns
+ * 0, 1 with *BAD (and *ABSENT: the block is not in the overlay), ECANCELED,
+ * or an errno with *ERR (an overlay whose clusters are not the tables'
+ * blocks, a read that failed). */
+int rp_verify_overlay (const char *json_spec, const struct rp_digests *tr,
+                       const struct rp_digests *tb, atomic_bool *cancel,
+                       uint64_t *bad, bool *absent, char **err);
 
 #endif

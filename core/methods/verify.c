@@ -36,6 +36,14 @@ work_free (struct verify_work *w)
   }
   free (w->tabs);
   free (w->specs);
+  for (size_t i = 0; w->stage && w->disks[i]; i++) {
+    if (w->stage[i] >= 0)
+      close (w->stage[i]);
+    rp_digests_free (w->btabs[i]);
+  }
+  free (w->stage);
+  free (w->stage_max);
+  free (w->btabs);
   rp_strv_free (w->disks);
   rp_fds_close (&w->fds);
   if (w->arcfd >= 0)
@@ -318,7 +326,7 @@ rp_verify_start (struct rp_refpoint *rp, const char *buf, size_t len,
                                          &w->arcfd, why)) == RV_OK
            && w->arcfd >= 0) {
     w->path = rp_strdup (a->pos[0]);
-    rv = rp_verify_archive_prepare (w, job != NULL, why);
+    rv = rp_verify_archive_prepare (w, who, job != NULL, why);
   }
   else if (rv == RV_OK) {
     rv = rp_verify_root (who, a->pos[0], rp->sys->name,

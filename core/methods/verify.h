@@ -23,6 +23,10 @@ struct verify_work {
   int arcfd;                    /* an archive export, opened as the caller;
                                    -1 for a directory */
   char *path;                   /* what the caller named */
+  bool diff;                    /* a differential archive: */
+  int *stage;                   /*   per disk, its overlay's staging file */
+  uint64_t *stage_max;          /*   and the most it may hold */
+  struct rp_digests **btabs;    /*   per disk, the base's table */
   size_t step, steps;           /* for PercentComplete */
 };
 
@@ -37,9 +41,13 @@ int rp_verify_bad (struct verify_work *w, size_t i, const struct rp_digests *t,
 void rp_verify_progress (void *opaque, uint64_t done, uint64_t total);
 
 /* verifyarc.c */
-/* W->arcfd is an archive: check its record (a full export of W->rp), and
- * with JOB find the tables to compare with.  RV_OK, or a ReturnValue. */
-int rp_verify_archive_prepare (struct verify_work *w, bool job, char **why);
+/* W->arcfd is an archive: check its record (an export of W->rp), and with
+ * JOB find the tables to compare with (and, for a differential, the base's
+ * tables and the staging files, made as WHO next to the archive).  RV_OK,
+ * or a ReturnValue. */
+int rp_verify_archive_prepare (struct verify_work *w,
+                               const struct rp_caller *who, bool job,
+                               char **why);
 /* The job's pass through the archive: RV_OK, -1 (cancelled), or a
  * ReturnValue with *WHY naming the disk and the first bad block. */
 int rp_verify_archive (struct verify_work *w, char **why);

@@ -139,7 +139,9 @@ layer_info (int fd, const char *name, char **backing, bool *braw, char **why)
 {
   CLEANUP_FREE char *path = rp_fd_path (fd);
   CLEANUP_FREE char *out = NULL, *errs = NULL;
-  char *argv[] = { "qemu-img", "info", "-U", "--output=json", path, NULL };
+  /* -f qcow2: never probed (a probe may follow what a file names). */
+  char *argv[] = { "qemu-img", "info", "-U", "-f", "qcow2", "--output=json",
+                   path, NULL };
   *backing = NULL;
   if (rp_proc_run (argv, NULL, &out, &errs) != 0 || !out) {
     if (errs)
@@ -232,6 +234,24 @@ layer (const struct rp_caller *who, int dirfd, const char *name, bool raw,
     return NULL;
   return json_pack ("{s:s, s:{s:s, s:s}, s:o}", "driver", "qcow2", "file",
                     "driver", "file", "filename", path, "backing", back);
+}
+
+char *
+rp_verify_overlay_spec (int fd, const char *name, char **why)
+{
+  CLEANUP_FREE char *b = NULL;
+  bool braw = false;
+  if (layer_info (fd, name, &b, &braw, why) != 0)
+    return NULL;
+  CLEANUP_FREE char *path = rp_fd_path (fd);
+  json_t *j = json_pack ("{s:s, s:{s:s, s:s}, s:n}", "driver", "qcow2",
+                         "file", "driver", "file", "filename", path,
+                         "backing");
+  char *s = json_dumps (j, JSON_COMPACT);
+  json_decref (j);
+  char *spec = rp_asprintf ("json:%s", s);
+  free (s);
+  return spec;
 }
 
 char *

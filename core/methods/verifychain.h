@@ -40,5 +40,9 @@ char *rp_verify_read (const struct rp_caller *who, int root, const char *rel,
 char *rp_verify_image_spec (const struct rp_caller *who, int root,
                             const char *disk, struct rp_fds *fds,
                             char **why);
+/* The json: spec that opens the qcow2 overlay in FD (a differential
+ * archive's, staged) alone: its own clusters, nothing of a backing file.
+ * Refuses what layer checks refuse.  NULL with *WHY (NAME in it). */
+char *rp_verify_overlay_spec (int fd, const char *name, char **why);
 
 #endif
