@@ -112,7 +112,9 @@ int rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
                             struct rp_refpoint *base, size_t di,
                             struct rp_endpoint *ep, char **why);
 /* At an attach to the shut-off domain: RP, which held point-in-time data,
- * keeps it if nothing has written the images since RP (else *why). */
+ * keeps it unless a disk's bitmap shows a write since RP or cannot tell
+ * any more (false, *why); a check that cannot run keeps it (logged: every
+ * read checks again). */
 bool rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
                            char **why);
 

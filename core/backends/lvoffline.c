@@ -379,12 +379,19 @@ rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
     if (!rp_strv_contains (rp->disk_ids, sys->disks[di].id))
       continue;
     struct rp_endpoint ep = { 0 };
-    int r = serve (sys, di, NULL, rp->bitmap, &ep, why);
-    if (r == 0)
-      r = still_at (sys, rp, di, ep.sock, why) == 1 ? 0 : -1;
+    CLEANUP_FREE char *e = NULL;
+    int r = serve (sys, di, NULL, rp->bitmap, &ep, &e) == 0
+      ? still_at (sys, rp, di, ep.sock, &e) : -1;
     rp_endpoint_clear (&ep);
-    if (r != 0)
+    if (r == 0) {               /* written, or the bitmap cannot tell */
+      *why = e;
+      e = NULL;
       return false;
+    }
+    if (r < 0)                  /* could not look: every reader checks */
+      fprintf (stderr, "rpfs: %s/%s: cannot check now whether the images "
+               "are still at the reference point (%s); every read checks "
+               "again\n", sys->name, rp->name, e);
   }
   return true;
 }

@@ -11,6 +11,7 @@
 #include "util.h"
 
 #define TABLE_CAP (1ull << 30)  /* an archive's table member: 1 GiB at most */
+#define RAW_CAP (1ull << 40)    /* a raw member, when no disk size is given */
 #define PROGRESS_STEP (64ull << 20)
 
 enum kind { NONE, RAW, TABLE, STAGE };
@@ -86,6 +87,12 @@ on_member (void *opaque, const char *name, uint64_t size, char **why)
       *why = rp_asprintf ("%s: disk %s appears twice", k->path, k->disks[i]);
       return -1;
     }
+    if (k->d->size ? size != k->d->size[i] : size > RAW_CAP) {
+      *why = rp_asprintf ("%s: the image of disk %s has %llu bytes, not the "
+                          "disk's size", k->path, k->disks[i],
+                          (unsigned long long) size);
+      return -1;
+    }
     k->d->got[i] = rp_digests_new (size);
     k->kind = RAW;
     k->cb = UINT64_MAX;
@@ -144,6 +151,10 @@ stage_data (struct walk *k, uint64_t off, const char *buf, size_t len,
     done += (size_t) n;
   }
   k->done += len;
+  if (k->progress && k->done >= k->next_report) {
+    k->progress (k->opaque, k->done, k->total);
+    k->next_report = k->done + PROGRESS_STEP;
+  }
   return 0;
 }
 

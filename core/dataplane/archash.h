@@ -20,6 +20,10 @@ struct rp_arc_disks {
   struct rp_digests **own;      /* the archive's disks/<d>.digests, or NULL */
   char **odd;                   /* a member that is not a full disk image
                                    (e.g. disks/<d>.qcow2), or NULL */
+  /* Set by the caller: per disk, its size (a disks/<d>.raw member of
+   * another size is refused before its table is made); NULL: any size up
+   * to 1 TiB. */
+  const uint64_t *size;
   /* Set by the caller for a differential archive: per disk, a file to
    * write its disks/<d>.qcow2 member (the overlay) into, or -1; NULL for
    * none; STAGE_MAX: the most bytes each may hold (a larger member is

@@ -159,8 +159,12 @@ static void *
 run (void *opaque)
 {
   struct rp_imagehash *h = opaque;
-  char *argv[] = { "qemu-img", "map", "--output=json", "-f", "qcow2",
-                   h->fdpath, NULL };
+  /* The image alone: QEMU opens no backing file, whatever the header says
+   * (rpfs made this image, unnamed until the export names it). */
+  CLEANUP_FREE char *spec = rp_asprintf (
+    "json:{\"driver\": \"qcow2\", \"backing\": null, \"file\": "
+    "{\"driver\": \"file\", \"filename\": \"%s\"}}", h->fdpath);
+  char *argv[] = { "qemu-img", "map", "--output=json", spec, NULL };
   CLEANUP_FREE char *e = NULL;
   int r = rp_proc_run_lines (argv, on_line, h, &e);
   if (h->err || stopped (h))

@@ -149,6 +149,9 @@ claim (struct rp_refpoint *rp, struct rp_refpoint *base, bool digest,
     w->disks = rp_strv_push (w->disks, disks[i]);
   w->seals = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->seals);
   w->ihs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->ihs);
+  w->imgfds = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->imgfds);
+  for (size_t i = 0; i <= rp_strv_len (w->disks); i++)
+    w->imgfds[i] = -1;
   w->tabs = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->tabs);
   w->dig_hex = rp_calloc (rp_strv_len (w->disks) + 1, sizeof *w->dig_hex);
   rp_rate_init (&w->rate, sys->conf->export_rate);
@@ -303,6 +306,10 @@ work_free (struct export_work *w)
   seals_abort (w);              /* before the job: seals read its cancel */
   free (w->seals);
   free (w->ihs);
+  for (size_t i = 0; w->imgfds && w->disks && w->disks[i]; i++)
+    if (w->imgfds[i] >= 0)
+      close (w->imgfds[i]);
+  free (w->imgfds);
   for (size_t i = 0; w->tabs && w->disks && w->disks[i]; i++)
     rp_digests_free (w->tabs[i]);
   free (w->tabs);
@@ -456,7 +463,7 @@ copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
     return rp_arcjob_disk (w, di, ep, bh, why);
   CLEANUP_FREE char *name = rp_asprintf ("disks/%s.qcow2", disk);
   bool later = rp_bh_defer (bh);        /* a full export's table */
-  int fd = rp_outdir_create (w->od, name, 0644);
+  int fd = rp_outdir_image (w->od);     /* named once sealed (write_sums) */
   if (fd < 0) {
     *why = rp_asprintf ("cannot create %s: %s", name, strerror (-fd));
     rv = RV_FAILED;
@@ -474,7 +481,10 @@ copy_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
       }
       free (e);
     }
-    close (fd);
+    if (rv == RV_OK)
+      w->imgfds[w->cur] = fd;
+    else
+      close (fd);
   }
   if (rv == RV_OK && bh)             /* not deferred */
     return rp_export_bh_done (w->od, disk, bh, &w->tabs[w->cur],
@@ -613,6 +623,21 @@ table_done (struct export_work *w, size_t i, char **why)
                             w->dig_hex[i], why);
 }
 
+/* Disk I's image gets its name NAME once hashed and sealed: until then
+ * nobody could open it to change what the hashes describe. */
+static int
+name_image (struct export_work *w, size_t i, const char *name, char **why)
+{
+  int r = rp_outdir_link (w->od, w->imgfds[i], name);
+  close (w->imgfds[i]);
+  w->imgfds[i] = -1;
+  if (r == 0)
+    return RV_OK;
+  *why = rp_asprintf ("cannot name %s in %s: %s", name,
+                      rp_outdir_path (w->od), strerror (-r));
+  return RV_FAILED;
+}
+
 /* SHA256SUMS in sha256sum's own format ("HASH  NAME"), so that
  * `sha256sum -c SHA256SUMS` checks every other file of the export. */
 static int
@@ -634,7 +659,8 @@ write_sums (struct export_work *w, char **why)
       *why = rp_asprintf ("%s: %s", name, e);
       rv = RV_FAILED;
     }
-    else if ((rv = table_done (w, i, why)) == RV_OK) {
+    else if ((rv = table_done (w, i, why)) == RV_OK
+             && (rv = name_image (w, i, name, why)) == RV_OK) {
       char *n = rp_asprintf ("%s%s  %s\n", sums, hex, name);
       free (sums);
       sums = n;

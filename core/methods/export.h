@@ -30,6 +30,8 @@ struct export_work {
   struct rp_seal **seals;       /* per disk: hash + fdatasync, once copied */
   struct rp_imagehash **ihs;    /* per disk: its table, hashed from the
                                    image once copied (full exports) */
+  int *imgfds;                  /* per disk: its image, unnamed until the
+                                   seal and the table are done, or -1 */
   struct rp_rate rate;          /* export-rate-limit, over all its disks */
   int format;                   /* enum rp_format (archive.h) */
   struct rp_stream *stream;     /* a streamed export: its reader's queue */

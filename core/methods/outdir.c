@@ -280,6 +280,25 @@ rp_outdir_create (struct rp_outdir *o, const char *rel, mode_t mode)
 }
 
 int
+rp_outdir_image (struct rp_outdir *o)
+{
+  return rp_caller_openat (&o->who, o->disksfd, ".", O_TMPFILE | O_RDWR,
+                           0644);
+}
+
+int
+rp_outdir_link (struct rp_outdir *o, int fd, const char *rel)
+{
+  if (strncmp (rel, "disks/", 6) || strchr (rel + 6, '/'))
+    return -EINVAL;
+  /* As rpfs (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH), into the caller's
+   * disks/ by its descriptor, under a fixed leaf name: linkat neither
+   * follows nor replaces what is there.  The inode stays the caller's. */
+  return linkat (fd, "", o->disksfd, rel + 6, AT_EMPTY_PATH) == 0 ? 0
+    : -errno;
+}
+
+int
 rp_outdir_write (struct rp_outdir *o, const char *rel, const void *buf,
                  size_t len)
 {

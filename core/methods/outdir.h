@@ -47,6 +47,13 @@ void rp_outdir_cleanup (const char *marker_text);
  * (O_EXCL, no symlink followed), as the caller: a read-write descriptor, or
  * -errno. */
 int rp_outdir_create (struct rp_outdir *o, const char *rel, mode_t mode);
+/* A disk image of the export, unnamed (O_TMPFILE in disks/, as the
+ * caller, 0644) until rp_outdir_link names it: nobody can open it by a
+ * path while rpfs writes, hashes and seals it.  A descriptor or -errno. */
+int rp_outdir_image (struct rp_outdir *o);
+/* Name the unnamed FD as REL ("disks/sda.qcow2"), never over an existing
+ * entry.  0 or -errno. */
+int rp_outdir_link (struct rp_outdir *o, int fd, const char *rel);
 /* Create REL with BUF/LEN written and synced.  0 or -errno. */
 int rp_outdir_write (struct rp_outdir *o, const char *rel, const void *buf,
                      size_t len);

@@ -43,6 +43,7 @@ work_free (struct verify_work *w)
   }
   free (w->stage);
   free (w->stage_max);
+  free (w->sizes);
   free (w->btabs);
   rp_strv_free (w->disks);
   rp_fds_close (&w->fds);

@@ -26,6 +26,7 @@ struct verify_work {
   bool diff;                    /* a differential archive: */
   int *stage;                   /*   per disk, its overlay's staging file */
   uint64_t *stage_max;          /*   and the most it may hold */
+  uint64_t *sizes;              /* archive: per disk, the disk's size */
   struct rp_digests **btabs;    /*   per disk, the base's table */
   size_t step, steps;           /* for PercentComplete */
 };

@@ -34,13 +34,15 @@ base_tables (struct verify_work *w, const char *rec, size_t rl, char **why)
   struct rp_core *core = w->rp->sys->core;
   pthread_mutex_lock (&core->lock);
   struct rp_refpoint *b = id ? rp_refpoint_find (w->rp->sys, id) : NULL;
+  if (b && (b == w->rp || b->created > w->rp->created))
+    b = NULL;                   /* a base is older than what it is base of */
   if (b)
     b->refs++;
   pthread_mutex_unlock (&core->lock);
   int rv = RV_OK;
   if (!b) {
     *why = rp_asprintf ("%s is a differential archive whose base (%s) is "
-                        "not a reference point here any more: its unchanged "
+                        "not an older reference point here: its unchanged "
                         "blocks cannot be checked; verify it unpacked on "
                         "its base (reference.md, section 9)", w->path,
                         id ? id : "not named");
@@ -230,7 +232,13 @@ rp_verify_archive (struct verify_work *w, char **why)
   }
   rp_job_set_activity (w->job, rp_asprintf ("hashing the disks in %s",
                                             w->path));
-  struct rp_arc_disks d = { .stage = w->stage,
+  size_t nd = rp_strv_len (w->disks);
+  w->sizes = rp_calloc (nd + 1, sizeof *w->sizes);
+  for (size_t i = 0; i < nd; i++) {
+    int di = rp_disk_index (sys, w->disks[i]);
+    w->sizes[i] = di < 0 ? 0 : sys->disks[di].size;
+  }
+  struct rp_arc_disks d = { .size = w->sizes, .stage = w->stage,
                             .stage_max = w->stage_max };
   char *e = NULL;
   size_t n = rp_strv_len (w->disks);

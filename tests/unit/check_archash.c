@@ -97,6 +97,16 @@ START_TEST (test_hash_disks)
   ck_assert_str_eq (r.odd[1], "vm1/disks/sdb.qcow2");
   rp_arc_disks_free (&r, 2);
 
+  /* A disk image whose size is not the disk's: refused, no table made. */
+  uint64_t sizes[] = { SIZE + 65536, SIZE };
+  struct rp_arc_disks bad = { .size = sizes };
+  lseek (fd, 0, SEEK_SET);
+  ck_assert_int_eq (rp_arc_hash_disks (fd, "t", "vm1", disks, SIZE, &cancel,
+                                       NULL, NULL, &bad, &why), -1);
+  ck_assert_ptr_nonnull (strstr (why, "not the disk's size"));
+  free (why);
+  why = NULL;
+
   /* Cut short in the middle of the disk's data: an error, not a table. */
   off_t end = lseek (fd, 0, SEEK_END);
   ck_assert_int_eq (ftruncate (fd, end / 2), 0);
