@@ -30,8 +30,8 @@ wait_running "$JOB" "$E"
 seen=0
 while [[ $(job_state "$JOB") == 4 ]]; do
   for d in "$E"/.vm1.*.part/disks; do
-    [[ -d $d ]] || continue
-    listed=$(ls -A "$d")
+    # (the directory is renamed when the export ends: then it is gone)
+    listed=$(ls -A "$d" 2>/dev/null) || continue
     pct=$(cat "$MNT/jobs/$JOB/PercentComplete")
     ((pct < 90)) || continue
     seen=$((seen + 1))
