@@ -364,7 +364,8 @@ lv_check_tracking (struct rp_system *sys)
       continue;
     bool off = rp_lv_offline (sys);
     CLEANUP_FREE char *why = NULL;
-    bool ok = off ? rp_lv_off_keeps_data (sys, rp, &why)
+    int keep = off ? rp_lv_off_keeps_data (sys, rp, &why) : 0;
+    bool ok = off ? keep != 0
       : !adopted && rp_lv_job_adopt (sys, rp->bitmap) == 0;
     adopted |= ok && !off;
     if (!ok)
@@ -372,6 +373,10 @@ lv_check_tracking (struct rp_system *sys)
                sys->name, rp->name, off ? why : "no backup job of rpfs's "
                "holds it (the domain stopped, or started after it was kept "
                "on the shut-off domain's images)");
+    else if (keep < 0)
+      fprintf (stderr, "rpfs: %s/%s: point-in-time data kept unchecked: "
+               "%s; every read checks the images again\n", sys->name,
+               rp->name, why);
     else
       fprintf (stderr, "rpfs: %s/%s: point-in-time data kept: %s\n",
                sys->name, rp->name, off ? "the shut-off domain's images are "

@@ -111,12 +111,12 @@ int rp_lv_off_disk_endpoint (struct rp_system *sys, struct rp_refpoint *rp,
 int rp_lv_off_changes_open (struct rp_system *sys, struct rp_refpoint *rp,
                             struct rp_refpoint *base, size_t di,
                             struct rp_endpoint *ep, char **why);
-/* At an attach to the shut-off domain: RP, which held point-in-time data,
- * keeps it unless a disk's bitmap shows a write since RP or cannot tell
- * any more (false, *why); a check that cannot run keeps it (logged: every
- * read checks again). */
-bool rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
-                           char **why);
+/* At an attach to the shut-off domain: may RP, which held point-in-time
+ * data, keep it?  1: its bitmaps show no write since RP; 0: one shows a
+ * write or cannot tell any more (*why); -1: a check could not run (*why):
+ * the data is kept, every read checks again. */
+int rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
+                          char **why);
 
 /* lvatrest.c: bytes that BITMAP marks on the export at SOCK (a qemu-nbd of
  * lvoffline.c's that exposes it): >= 0, or -1 with *err. */

@@ -371,10 +371,11 @@ at_rest (struct rp_system *sys, struct rp_refpoint *rp, size_t di,
   return r == 1;
 }
 
-bool
+int
 rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
                       char **why)
 {
+  int kept = 1;
   for (size_t di = 0; di < sys->ndisks; di++) {
     if (!rp_strv_contains (rp->disk_ids, sys->disks[di].id))
       continue;
@@ -383,17 +384,17 @@ rp_lv_off_keeps_data (struct rp_system *sys, struct rp_refpoint *rp,
     int r = serve (sys, di, NULL, rp->bitmap, &ep, &e) == 0
       ? still_at (sys, rp, di, ep.sock, &e) : -1;
     rp_endpoint_clear (&ep);
-    if (r == 0) {               /* written, or the bitmap cannot tell */
+    if (r <= 0 && (r == 0 || kept == 1)) {   /* the first reason */
+      free (*why);
       *why = e;
       e = NULL;
-      return false;
     }
+    if (r == 0)                 /* written, or the bitmap cannot tell */
+      return 0;
     if (r < 0)                  /* could not look: every reader checks */
-      fprintf (stderr, "rpfs: %s/%s: cannot check now whether the images "
-               "are still at the reference point (%s); every read checks "
-               "again\n", sys->name, rp->name, e);
+      kept = -1;
   }
-  return true;
+  return kept;
 }
 
 /* ---- exports ---- */
