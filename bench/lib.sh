@@ -48,6 +48,11 @@ chmod 0755 "$BWORK"
 
 # say MSG: commentary.
 say() { echo "   $*"; }
+# requires CMD...: die unless each command is installed.
+requires() {
+  local c
+  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "command '$c' not found"; done
+}
 
 # result FIGURE VALUE [TARGET]: one line of the summary table, under the
 # name RESULT_NAME (default: the benchmark's).

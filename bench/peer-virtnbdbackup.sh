@@ -22,10 +22,6 @@ WORK=$BWORK
 TMPROOT=$BWORK
 fail() { die "$*"; }
 skip() { die "cannot run: $*"; }
-requires() {
-  local c
-  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "command '$c' not found"; done
-}
 cleanup_add() { bcleanup_add "$1"; }
 # shellcheck source-path=SCRIPTDIR source=../tests/vm.sh
 source "$BREPO/tests/vm.sh"

@@ -21,10 +21,6 @@ REPO=$BREPO
 WORK=$BWORK
 fail() { die "$*"; }
 skip() { die "cannot run: $*"; }
-requires() {
-  local c
-  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "command '$c' not found"; done
-}
 requires ss nbdinfo
 cleanup_add() { bcleanup_add "$1"; }
 # shellcheck source-path=SCRIPTDIR source=../tests/vm.sh

@@ -24,10 +24,6 @@ REPO=$BREPO
 WORK=$BWORK
 fail() { die "$*"; }
 skip() { die "cannot run: $*"; }
-requires() {
-  local c
-  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "command '$c' not found"; done
-}
 cleanup_add() { bcleanup_add "$1"; }
 # shellcheck source-path=SCRIPTDIR source=../tests/vm.sh
 source "$BREPO/tests/vm.sh"
