@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,6 +207,23 @@ rp_calloc (size_t n, size_t size)
   if (!p)
     abort ();
   return p;
+}
+
+void *
+rp_bigbuf (size_t len)
+{
+  void *p = mmap (NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    abort ();
+  return p;
+}
+
+void
+rp_bigbuf_free (void *p, size_t len)
+{
+  if (p)
+    munmap (p, len ? len : 1);
 }
 
 /* ---- string vectors ---- */

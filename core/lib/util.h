@@ -34,6 +34,12 @@ void rp_interval (double seconds, char out[26]);
 char *rp_asprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 char *rp_strdup (const char *s);           /* aborts on OOM */
 void *rp_calloc (size_t n, size_t size);   /* aborts on OOM */
+/* A large buffer of a job (LEN bytes, zeroed), mapped rather than taken
+ * from the heap: rpfs keeps freed heap memory for FUSE's read buffers
+ * (fs/main.c), so megabytes freed at a job's end would stay in rpfs's
+ * RSS, and the next job's peak would start from there.  Aborts on OOM. */
+void *rp_bigbuf (size_t len);
+void rp_bigbuf_free (void *p, size_t len);   /* P may be NULL */
 
 /* NULL-terminated string vectors. */
 size_t rp_strv_len (char *const *v);

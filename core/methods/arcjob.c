@@ -11,24 +11,22 @@
  * written to a hidden file in the caller's ExportDirectory, renamed when
  * complete (outdir.h), or to the queue a FUSE reader drains (stream.c).
  *
- * A full disk is read straight from QEMU's NBD export of the point-in-time
- * disk into the archive: block status gives the data ranges (the sparse
- * map, which precedes the data), then up to DEPTH ops of 2 MiB are in
- * flight on one connection, each as requests of the backend's read_max
- * (a VM's QEMU: 256 KiB), and are added in order.  Nothing is staged.  A
- * differential disk is first written by qemu-nbd (copy.c) into an unnamed
- * file (O_TMPFILE: in the ExportDirectory as the caller, or in STORE/run
- * for a stream), then added: the staging is at most that image, one disk
- * at a time.
+ * A full disk is read from QEMU's NBD export of the point-in-time disk
+ * straight into the archive (arcraw.c); a differential disk is first
+ * written by qemu-nbd (copy.c) into an unnamed file (O_TMPFILE: in the
+ * ExportDirectory as the caller, or in STORE/run for a stream), then
+ * added: the staging is at most that image, one disk at a time.
  *
- * Thread model: the job thread reads and builds the archive; two hasher
- * threads (memberhash.c) compute a full disk's SHA256SUMS line and its
- * digest table from the same buffers; the copy workers of a differential (copy.c)
- * and libarchive's compression threads (xz, zstd) are its other helpers.  An archive file is written by a
- * writer thread that drains a queue (stream.c's, the one a FUSE reader
- * drains for a stream): copying into the page cache is the costliest step
- * of an uncompressed export on a slow VM, and it then overlaps with the
- * reading and hashing. */
+ * Thread model: the job thread reads and builds the archive; arcraw.c
+ * says who hashes a full disk; the copy workers of a differential
+ * (copy.c) and libarchive's compression threads (xz, zstd) are its other
+ * helpers.  An archive file is written by a writer thread that drains a
+ * queue (stream.c's, the one a FUSE reader drains for a stream): copying
+ * into the page cache is the costliest step of an uncompressed export on
+ * a slow VM, and it then overlaps with the reading and hashing.  The
+ * writer hands each buffer to a hasher thread of its own for the
+ * archive's SHA-256 (the .sha256 sidecar), so that hash, 2 GiB for 2 GiB
+ * written, is not on the writer's path either. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -38,22 +36,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libnbd.h>
-#include <openssl/evp.h>
 
 #include "internal.h"
 #include "adapt.h"
 #include "arc.h"
 #include "export.h"
-#include "extent.h"
 #include "memberhash.h"
 #include "digests.h"
 #include "outdir.h"
-#include "source.h"
-
-/* Reads in flight: 4 x 2 MiB keep a local NBD server busy; each more
- * costs 2 MiB of rpfs's memory, whose budget libzstd mostly takes. */
-#define DEPTH 4
 
 #define WRITEBACK (32u << 20)  /* start writing back every 32 MiB */
 
@@ -93,28 +83,35 @@ file_sink (void *opaque, const void *buf, size_t len)
   return 0;
 }
 
-/* The writer thread of an archive file. */
+#define WBUFS 2                 /* buffers between the writer and its hasher */
+#define WBUF (1u << 20)
+
+/* The writer thread of an archive file: writes what the queue holds, and
+ * has each buffer hashed for the sidecar in a thread of its own. */
 static void *
 writer_main (void *opaque)
 {
   struct fd_sink *s = opaque;
-  char *buf = rp_calloc (1, 1u << 20);
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+  char *buf[WBUFS];
+  uint64_t tick[WBUFS] = { 0 };
+  struct rp_mhash *h = rp_mhash_start (NULL, true);
   ssize_t n;
-  if (!ctx || EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL) != 1)
-    atomic_store (s->error, ENOMEM);
-  while (ctx && (n = rp_stream_read (s->q, buf, 1u << 20)) > 0) {
-    int r = file_sink (s, buf, (size_t) n);
+  for (int i = 0; i < WBUFS; i++)
+    buf[i] = rp_bigbuf (WBUF);
+  for (unsigned k = 0;; k = (k + 1) % WBUFS) {
+    rp_mhash_wait (h, tick[k]);
+    if ((n = rp_stream_read (s->q, buf[k], WBUF)) <= 0)
+      break;
+    int r = file_sink (s, buf[k], (size_t) n);
     if (r < 0) {
       atomic_store (s->error, -r);
       break;
     }
-    EVP_DigestUpdate (ctx, buf, (size_t) n);
+    tick[k] = rp_mhash_data (h, buf[k], 0, (uint64_t) n);
   }
-  if (ctx && !atomic_load (s->error))
-    rp_arc_hex (ctx, s->hex);
-  EVP_MD_CTX_free (ctx);
-  free (buf);
+  rp_mhash_finish (h, s->hex);  /* before the buffers go */
+  for (int i = 0; i < WBUFS; i++)
+    rp_bigbuf_free (buf[i], WBUF);
   rp_stream_detach (s->q);      /* a failed write stops the pushes */
   return NULL;
 }
@@ -143,15 +140,15 @@ writer_join (struct export_work *w, struct fd_sink *s, int rv, char **why)
 }
 
 /* "<system>/REL" in the archive */
-static char *
-member (struct export_work *w, const char *rel)
+char *
+rp_arcjob_member (struct export_work *w, const char *rel)
 {
   return rp_asprintf ("%s/%s", w->rp->sys->name, rel);
 }
 
 /* What a failed archive write means for the job. */
-static int
-arc_rv (struct export_work *w, char **why)
+int
+rp_arcjob_arc_rv (struct export_work *w, char **why)
 {
   int e = atomic_load (&w->write_errno) ?: rp_arc_sink_error (w->arc);
   if (atomic_load (&w->job->cancel)) {
@@ -168,16 +165,16 @@ arc_rv (struct export_work *w, char **why)
   return RV_FAILED;
 }
 
-static void
-add_sum (struct export_work *w, const char *rel, const char hex[65])
+void
+rp_arcjob_add_sum (struct export_work *w, const char *rel, const char hex[65])
 {
   CLEANUP_FREE char *line = rp_asprintf ("%s  %s\n", hex, rel);
   w->sums = rp_strv_push (w->sums, line);
 }
 
 /* An NBD failure: QEMU gone (32777) or anything else (32768). */
-static int
-nbd_rv (struct export_work *w, const char *msg, char **why)
+int
+rp_arcjob_nbd_rv (struct export_work *w, const char *msg, char **why)
 {
   struct rp_system *sys = w->rp->sys;
   if (atomic_load (&w->job->cancel))
@@ -189,196 +186,6 @@ nbd_rv (struct export_work *w, const char *msg, char **why)
   return alive ? RV_FAILED : RV_NOT_AVAILABLE;
 }
 
-/* The data ranges of OPS, merged, as OFF,LEN pairs (*N of them). */
-static uint64_t *
-sparse_map (const struct rp_ops *ops, size_t *n)
-{
-  uint64_t *v = rp_calloc (2 * ops->n + 2, sizeof *v);
-  *n = 0;
-  for (size_t i = 0; i < ops->n; i++) {
-    if (*n && v[2 * *n - 2] + v[2 * *n - 1] == ops->v[i].off)
-      v[2 * *n - 1] += ops->v[i].len;
-    else {
-      v[2 * *n] = ops->v[i].off;
-      v[2 * *n + 1] = ops->v[i].len;
-      (*n)++;
-    }
-  }
-  return v;
-}
-
-#define PIECES 8                /* reads per 2 MiB op, at the smallest size */
-
-struct reader {
-  struct rp_src src;            /* one export, or a chain (source.h) */
-  struct nbd_handle *h;         /* src.h[0] */
-  uint32_t piece;               /* bytes per read request (read_max) */
-  char *buf[DEPTH];
-  int64_t cookie[DEPTH][PIECES];  /* 0: done at issue */
-  unsigned ncookie[DEPTH];
-  struct rp_mhash *mh;          /* the member's SHA-256 (memberhash.h) */
-  struct rp_mhash *mt;          /* the disk's digest table, or NULL */
-  uint64_t tick[DEPTH], ttick[DEPTH];  /* their tickets for each buffer */
-};
-
-/* Start the reads of OP into buffer slot K: requests of at most r->piece
- * bytes (the backend's read_max: a VM's QEMU serves small ones best), all
- * in flight; a chain (source.h) is read through its map at once.  0, or
- * -1 (those issued are still collected). */
-static int
-issue (struct reader *r, size_t k, const struct rp_op *op, char **err)
-{
-  r->ncookie[k] = 0;
-  if (r->src.n > 1) {
-    r->cookie[k][r->ncookie[k]++] =
-      rp_src_pread (&r->src, r->buf[k], op->len, op->off, err) == 0 ? 0 : -1;
-    return r->cookie[k][0] == 0 ? 0 : -1;
-  }
-  for (uint64_t at = 0; at < op->len;) {
-    uint64_t l = op->len - at < r->piece ? op->len - at : r->piece;
-    if (r->ncookie[k] == PIECES) {
-      *err = rp_strdup ("an op larger than 2 MiB");  /* never */
-      return -1;
-    }
-    int64_t c = nbd_aio_pread (r->h, r->buf[k] + at, l, op->off + at,
-                               NBD_NULL_COMPLETION, 0);
-    if (c == -1) {
-      *err = rp_strdup (nbd_get_error () ?: "cannot issue a read");
-      return -1;
-    }
-    r->cookie[k][r->ncookie[k]++] = c;
-    at += l;
-  }
-  return 0;
-}
-
-/* Wait for every read of op I of R and hand back its buffer, or NULL. */
-static char *
-collect (struct reader *r, size_t i)
-{
-  size_t k = i % DEPTH;
-  bool ok = true;
-  for (unsigned j = 0; j < r->ncookie[k]; j++) {
-    int64_t c = r->cookie[k][j];
-    int d = c == 0 ? 1 : 0;
-    while (d == 0 && (d = nbd_aio_command_completed (r->h, c)) == 0)
-      if (nbd_poll (r->h, -1) == -1)
-        return NULL;
-    ok &= d == 1;
-  }
-  return ok ? r->buf[k] : NULL;
-}
-
-/* Stream the data of OPS (reads pipelined, in order) and the holes
- * between them into the open member, SIZE bytes in all. */
-static int
-pump (struct export_work *w, struct reader *r, const struct rp_ops *ops,
-      uint64_t size, char **why)
-{
-  size_t issued = 0;
-  uint64_t pos = 0;
-  for (size_t i = 0; i < ops->n; i++) {
-    for (; issued < ops->n && issued < i + DEPTH; issued++) {
-      const struct rp_op *op = &ops->v[issued];
-      if (!rp_rate_wait (&w->rate, op->len, &w->job->cancel))
-        return -1;
-      rp_mhash_wait (r->mh, r->tick[issued % DEPTH]);   /* buffer free */
-      if (r->mt)
-        rp_mhash_wait (r->mt, r->ttick[issued % DEPTH]);
-      CLEANUP_FREE char *msg = NULL;
-      if (issue (r, issued % DEPTH, op, &msg) != 0)
-        return nbd_rv (w, msg ? msg : "cannot read", why);
-    }
-    const struct rp_op *op = &ops->v[i];
-    if (op->off > pos) {
-      rp_mhash_data (r->mh, NULL, pos, op->off - pos);
-      if (rp_arc_zeros (w->arc, op->off - pos, why) != 0)
-        return arc_rv (w, why);
-    }
-    char *buf = collect (r, i);
-    if (!buf) {
-      CLEANUP_FREE char *m = rp_asprintf ("reading the point-in-time disk at "
-                                          "offset %" PRIu64 ": %s", op->off,
-                                          nbd_get_error ());
-      return nbd_rv (w, m, why);
-    }
-    r->tick[i % DEPTH] = rp_mhash_data (r->mh, buf, op->off, op->len);
-    if (r->mt)
-      r->ttick[i % DEPTH] = rp_mhash_data (r->mt, buf, op->off, op->len);
-    if (rp_arc_data (w->arc, buf, op->len, why) != 0)
-      return arc_rv (w, why);
-    pos = op->off + op->len;
-    rp_export_progress (w, pos, size);
-    if (atomic_load (&w->job->cancel))
-      return -1;
-  }
-  if (size > pos) {
-    rp_mhash_data (r->mh, NULL, pos, size - pos);
-    if (rp_arc_zeros (w->arc, size - pos, why) != 0)
-      return arc_rv (w, why);
-  }
-  return RV_OK;
-}
-
-static int
-raw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
-          struct rp_bh *bh, char **why)
-{
-  struct rp_system *sys = w->rp->sys;
-  struct rp_ops ops = { 0 };
-  struct reader r = { 0 };
-  uint64_t size = 0;
-  size_t nmap = 0;
-  uint64_t *map = NULL;
-  char *e = NULL;
-  int rv = RV_OK;
-  CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.raw", sys->disks[di].id);
-  CLEANUP_FREE char *name = member (w, rel);
-  if (rp_copy_plan (ep, &ops, &size, &e) != 0) {
-    rv = nbd_rv (w, e ? e : "block status failed", why);
-    goto out;
-  }
-  /* Whole blocks, so that each can be hashed (2 MiB: the reads' size). */
-  if (bh)
-    rp_bh_align (bh, &ops, size, 2u << 20);
-  if (rp_src_open (&r.src, ep, false, &e) != 0) {
-    rv = nbd_rv (w, e, why);
-    goto out;
-  }
-  r.h = r.src.h[0];
-  /* At most 2 MiB (the buffers), at least 256 KiB (PIECES of them). */
-  r.piece = ep->read_max >= (2u << 20) / PIECES && ep->read_max < (2u << 20)
-    ? ep->read_max : 2u << 20;
-  for (int i = 0; i < DEPTH; i++)
-    r.buf[i] = rp_calloc (1, 2u << 20);
-  map = sparse_map (&ops, &nmap);
-  if (rp_arc_begin (w->arc, name, size, w->rp->created, map, nmap, why) != 0)
-    rv = arc_rv (w, why);
-  /* SHA256SUMS's hash (8 GiB of a mostly empty 8 GiB disk: the holes are
-   * hashed as zeros) and the table, each in a thread of its own. */
-  rp_arc_unhashed (w->arc);
-  r.mh = rp_mhash_start (NULL, true);
-  r.mt = bh ? rp_mhash_start (bh, false) : NULL;
-  if (rv == RV_OK)
-    rv = pump (w, &r, &ops, size, why);
-  char hex[65], unused[65];
-  rp_mhash_finish (r.mh, hex);  /* before the buffers go */
-  if (r.mt)
-    rp_mhash_finish (r.mt, NULL);
-  if (rv == RV_OK && rp_arc_end (w->arc, unused, why) != 0)
-    rv = arc_rv (w, why);
-  if (rv == RV_OK)
-    add_sum (w, rel, hex);
- out:
-  rp_src_close (&r.src);
-  for (int i = 0; i < DEPTH; i++)
-    free (r.buf[i]);
-  rp_ops_free (&ops);
-  free (map);
-  free (e);
-  return rv;
-}
-
 /* Add the staged image FD as member REL. */
 static int
 add_file (struct export_work *w, int fd, const char *rel, char **why)
@@ -388,11 +195,11 @@ add_file (struct export_work *w, int fd, const char *rel, char **why)
     *why = rp_asprintf ("%s: %s", rel, strerror (errno));
     return RV_FAILED;
   }
-  CLEANUP_FREE char *name = member (w, rel);
+  CLEANUP_FREE char *name = rp_arcjob_member (w, rel);
   CLEANUP_FREE char *buf = rp_calloc (1, 1u << 20);
   if (rp_arc_begin (w->arc, name, (uint64_t) st.st_size, w->rp->created,
                     NULL, 0, why) != 0)
-    return arc_rv (w, why);
+    return rp_arcjob_arc_rv (w, why);
   for (off_t off = 0; off < st.st_size;) {
     ssize_t n = pread (fd, buf, 1u << 20, off);
     if (n <= 0) {
@@ -401,15 +208,15 @@ add_file (struct export_work *w, int fd, const char *rel, char **why)
       return RV_FAILED;
     }
     if (rp_arc_data (w->arc, buf, (size_t) n, why) != 0)
-      return arc_rv (w, why);
+      return rp_arcjob_arc_rv (w, why);
     off += n;
     if (atomic_load (&w->job->cancel))
       return -1;
   }
   char hex[65];
   if (rp_arc_end (w->arc, hex, why) != 0)
-    return arc_rv (w, why);
-  add_sum (w, rel, hex);
+    return rp_arcjob_arc_rv (w, why);
+  rp_arcjob_add_sum (w, rel, hex);
   return RV_OK;
 }
 
@@ -445,11 +252,11 @@ add_table (struct export_work *w, int di, struct rp_bh *bh, char **why)
   CLEANUP_FREE void *buf = rp_digests_render (t, &len);
   CLEANUP_FREE char *rel = rp_asprintf ("disks/%s.digests",
                                         w->rp->sys->disks[di].id);
-  CLEANUP_FREE char *name = member (w, rel);
+  CLEANUP_FREE char *name = rp_arcjob_member (w, rel);
   char hex[65];
   if (rp_arc_add (w->arc, name, buf, len, w->rp->created, hex, why) != 0)
-    return arc_rv (w, why);
-  add_sum (w, rel, hex);
+    return rp_arcjob_arc_rv (w, why);
+  rp_arcjob_add_sum (w, rel, hex);
   return RV_OK;
 }
 
@@ -459,7 +266,7 @@ rp_arcjob_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
 {
   /* A differential (by bitmap or by digests) is an overlay of the base. */
   int rv = w->base ? overlay_disk (w, di, ep, bh, why)
-    : raw_disk (w, di, ep, bh, why);
+    : rp_arcraw_disk (w, di, ep, bh, why);
   if (rv == RV_OK && bh)
     return add_table (w, di, bh, why);
   rp_bh_end (bh, false);
@@ -474,16 +281,16 @@ add_meta (struct export_work *w, char **why)
   CLEANUP_FREE char *cfg = rp_export_config (w, &len, why);
   if (!cfg)
     return RV_FAILED;
-  CLEANUP_FREE char *n1 = member (w, "config");
+  CLEANUP_FREE char *n1 = rp_arcjob_member (w, "config");
   if (rp_arc_add (w->arc, n1, cfg, len, w->rp->created, hex, why) != 0)
-    return arc_rv (w, why);
-  add_sum (w, "config", hex);
+    return rp_arcjob_arc_rv (w, why);
+  rp_arcjob_add_sum (w, "config", hex);
   CLEANUP_FREE char *rec = rp_export_record_text (w);
-  CLEANUP_FREE char *n2 = member (w, "referencepoint");
+  CLEANUP_FREE char *n2 = rp_arcjob_member (w, "referencepoint");
   if (rp_arc_add (w->arc, n2, rec, strlen (rec), w->rp->created, hex,
                   why) != 0)
-    return arc_rv (w, why);
-  add_sum (w, "referencepoint", hex);
+    return rp_arcjob_arc_rv (w, why);
+  rp_arcjob_add_sum (w, "referencepoint", hex);
   return RV_OK;
 }
 
@@ -492,12 +299,12 @@ static int
 finish_arc (struct export_work *w, char **why)
 {
   CLEANUP_FREE char *sums = rp_strv_join (w->sums, "");
-  CLEANUP_FREE char *name = member (w, "SHA256SUMS");
+  CLEANUP_FREE char *name = rp_arcjob_member (w, "SHA256SUMS");
   char h[65];
   if (rp_arc_add (w->arc, name, sums, strlen (sums), w->rp->created, h,
                   why) != 0
       || rp_arc_close (w->arc, why) != 0)
-    return arc_rv (w, why);
+    return rp_arcjob_arc_rv (w, why);
   return RV_OK;
 }
 

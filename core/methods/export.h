@@ -71,10 +71,27 @@ int rp_export_stream (struct rp_refpoint *rp, int format,
 
 /* arcjob.c */
 void *rp_arcjob_thread (void *opaque);
+/* "<system>/REL", the name of a member */
+char *rp_arcjob_member (struct export_work *w, const char *rel);
+/* A failed archive write: RV_FAILED with *WHY, or -1 when cancelled. */
+int rp_arcjob_arc_rv (struct export_work *w, char **why);
+/* An NBD failure: QEMU gone (32777) or anything else (32768), with *WHY;
+ * -1 when cancelled. */
+int rp_arcjob_nbd_rv (struct export_work *w, const char *msg, char **why);
+/* SHA256SUMS's line "HEX  REL" */
+void rp_arcjob_add_sum (struct export_work *w, const char *rel,
+                        const char hex[65]);
 /* Add disk DI to W's archive from EP: sparse raw (full) or a staged qcow2
  * overlay (W->base set: differential), then its digest table from BH (if
  * not NULL; freed) as disks/<disk>.digests, kept in W->tabs[W->cur]. */
 int rp_arcjob_disk (struct export_work *w, int di,
+                    const struct rp_endpoint *ep, struct rp_bh *bh,
+                    char **why);
+
+/* arcraw.c */
+/* Add disk DI of a full export as a sparse raw member read from EP, with
+ * its SHA256SUMS line, and its digest table into BH (if not NULL). */
+int rp_arcraw_disk (struct export_work *w, int di,
                     const struct rp_endpoint *ep, struct rp_bh *bh,
                     char **why);
 
