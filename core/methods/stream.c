@@ -25,7 +25,7 @@
 #include "arc.h"
 #include "export.h"
 
-#define QUEUE (8u << 20)
+#define QUEUE (4u << 20)
 
 struct rp_stream {
   pthread_mutex_t lock;
