@@ -23,8 +23,6 @@ TMPROOT=$BWORK
 fail() { die "$*"; }
 skip() { die "cannot run: $*"; }
 cleanup_add() { bcleanup_add "$1"; }
-# shellcheck source-path=SCRIPTDIR source=../tests/vm.sh
-source "$BREPO/tests/vm.sh"
 # shellcheck source-path=SCRIPTDIR source=../tests/libvirtd.sh
 source "$BREPO/tests/libvirtd.sh"
 requires virtnbdbackup virtnbdrestore nbdinfo

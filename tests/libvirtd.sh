@@ -1,6 +1,9 @@
 # tests/libvirtd.sh — a libvirt daemon for the libvirt tests
-# (tests/test-libvirt-*.sh).  Source it AFTER tests/lib.sh and tests/vm.sh:
+# (tests/test-libvirt-*.sh).  Source it after tests/lib.sh; it sources
+# tests/vm.sh.
 #
+#   lv_kit               what every libvirt test needs first: root, the
+#                        test guest (vm_kit), and lv_daemon
 #   lv_daemon            make sure a daemon answers on qemu:///system.  If
 #                        none does, start one: create user and group
 #                        libvirt-qemu (if missing), /var/log/libvirt and
@@ -25,6 +28,8 @@
 # libvirt-qemu while the domain runs, and the scratch files of backup jobs
 # too; the test only makes the directories searchable for that user.
 # shellcheck shell=bash
+# shellcheck source-path=SCRIPTDIR source=vm.sh
+source "$(dirname "${BASH_SOURCE[0]}")/vm.sh"
 
 LV_URI=qemu:///system
 declare -ga _LV_STARTED=()
@@ -70,6 +75,12 @@ _lv_shared_tmproot() {
   mount --bind "$TMPROOT" "$TMPROOT"
   mount --make-shared "$TMPROOT"
   cleanup_add "umount -l $(printf %q "$TMPROOT") 2>/dev/null || true"
+}
+
+lv_kit() {
+  requires_root
+  vm_kit
+  lv_daemon
 }
 
 lv_daemon() {
@@ -118,11 +129,11 @@ _lv_cleanup_domain() {
 # lv_xml NAME DISK.qcow2...: the domain XML on stdout (LV_UUID: the uuid of
 # the domain it redefines).
 lv_xml() {
-  local name=$1 i dev disks="" agent=""
+  local name=$1 i dev devs="" agent="" letters=abcdefghijklmnopqrstuvwxyz
   shift
   for i in $(seq 0 $(($# - 1))); do
-    dev=vd$(printf "\\x$(printf %x $((97 + i)))")
-    disks+="
+    dev=vd${letters:i:1}
+    devs+="
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2' cache='none'/>
       <source file='$(realpath "${@:i+1:1}")'/>
@@ -151,7 +162,7 @@ lv_xml() {
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
-  <devices>$disks
+  <devices>$devs
     <serial type='file'>
       <source path='$WORK/$name.console.log'/>
       <target port='0'/>

@@ -12,13 +12,9 @@
 # data, and a differential from a base other than the one just before.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# shellcheck source-path=SCRIPTDIR source=vm.sh
-source "$(dirname "$0")/vm.sh"
 # shellcheck source-path=SCRIPTDIR source=libvirtd.sh
 source "$(dirname "$0")/libvirtd.sh"
-requires_root
-vm_kit
-lv_daemon
+lv_kit
 export VM_SLOTS=${VM_SLOTS:-512}
 WRAP=$((2 * VM_SLOTS))
 DOM=rpfs-lvpit-$$

@@ -10,13 +10,9 @@
 #     same holds; removing rp1's data then ends libvirt's backup job.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# shellcheck source-path=SCRIPTDIR source=vm.sh
-source "$(dirname "$0")/vm.sh"
 # shellcheck source-path=SCRIPTDIR source=libvirtd.sh
 source "$(dirname "$0")/libvirtd.sh"
-requires_root
-vm_kit
-lv_daemon
+lv_kit
 export VM_CMDLINE=rpfs.writer=0  # the test writes, through the VM's device
 DOM=rpfs-lvkeep-$$
 

@@ -14,13 +14,9 @@
 #     and the log names the disk.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# shellcheck source-path=SCRIPTDIR source=vm.sh
-source "$(dirname "$0")/vm.sh"
 # shellcheck source-path=SCRIPTDIR source=libvirtd.sh
 source "$(dirname "$0")/libvirtd.sh"
-requires_root
-vm_kit
-lv_daemon
+lv_kit
 DOM=rpfs-lvdata-$$
 
 lv_store

@@ -10,14 +10,10 @@
 # bad rpfs.conf fails the mount with the file and the reason.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# shellcheck source-path=SCRIPTDIR source=vm.sh
-source "$(dirname "$0")/vm.sh"
 # shellcheck source-path=SCRIPTDIR source=libvirtd.sh
 source "$(dirname "$0")/libvirtd.sh"
-requires_root
 requires inotifywait
-vm_kit
-lv_daemon
+lv_kit
 D1=rpfs-lvst-$$-a
 D2=rpfs-lvst-$$-b
 D3=rpfs-lvst-$$-c
