@@ -42,6 +42,19 @@ rp_extents_append (struct rp_extents *e, uint64_t off, uint64_t len,
 }
 
 void
+rp_extents_take (struct rp_extents *list, uint64_t *end, uint64_t off,
+                 const uint32_t *e, size_t n)
+{
+  if (off != *end)
+    return;
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    rp_extents_append (list, off, e[i], e[i + 1]);
+    off += e[i];
+  }
+  *end = off;
+}
+
+void
 rp_extents_free (struct rp_extents *e)
 {
   free (e->v);

@@ -29,6 +29,12 @@ void rp_extents_append (struct rp_extents *e, uint64_t off, uint64_t len,
                         uint32_t flags);  /* merges with the last if same flags
                                              and contiguous */
 void rp_extents_free (struct rp_extents *e);
+/* The body of a block status callback for one meta context: the N/2
+ * (length, flags) pairs of E, which start at OFF, go into LIST if OFF
+ * is where what it holds ends (*END), and *END moves past them; a reply
+ * that does not follow on (a server may send more than asked) is left. */
+void rp_extents_take (struct rp_extents *list, uint64_t *end, uint64_t off,
+                      const uint32_t *e, size_t n);
 
 enum rp_op_kind { RP_OP_COPY, RP_OP_ZERO };
 struct rp_op {

@@ -107,13 +107,8 @@ gather_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
   struct reply *r = opaque;
   for (size_t k = 0; k < r->n; k++) {
     struct gather *g = &r->g[k];
-    if (strcmp (meta, g->ctx) != 0 || off != g->end)
-      continue;
-    for (size_t i = 0; i + 1 < n; i += 2) {
-      rp_extents_append (&g->list, off, e[i], e[i + 1]);
-      off += e[i];
-    }
-    g->end = off;
+    if (strcmp (meta, g->ctx) == 0)
+      rp_extents_take (&g->list, &g->end, off, e, n);
   }
   return 0;
 }

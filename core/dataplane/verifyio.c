@@ -111,13 +111,8 @@ depth_cb (void *opaque, const char *meta, uint64_t off, uint32_t *e,
 {
   (void) error;
   struct depths *d = opaque;
-  if (strcmp (meta, DEPTH_CTX) != 0 || off != d->end)
-    return 0;
-  for (size_t i = 0; i + 1 < n; i += 2) {
-    rp_extents_append (&d->list, off, e[i], e[i + 1]);
-    off += e[i];
-  }
-  d->end = off;
+  if (strcmp (meta, DEPTH_CTX) == 0)
+    rp_extents_take (&d->list, &d->end, off, e, n);
   return 0;
 }
 

@@ -80,6 +80,29 @@ START_TEST (test_append_merge)
 }
 END_TEST
 
+/* Block status replies as a callback gets them: (length, flags) pairs. */
+START_TEST (test_take)
+{
+  struct rp_extents e = { 0 };
+  uint64_t end = 64 * K;
+  uint32_t r1[] = { 64 * K, 0, 128 * K, H | Z, 64 * K, H | Z };
+  uint32_t r2[] = { 32 * K, 0 };
+  rp_extents_take (&e, &end, 64 * K, r1, 6);
+  ck_assert_uint_eq (end, 320 * K);
+  ck_assert_uint_eq (e.n, 2);                        /* the holes merged */
+  ck_assert_uint_eq (e.v[1].off, 128 * K);
+  ck_assert_uint_eq (e.v[1].len, 192 * K);
+  rp_extents_take (&e, &end, 0, r2, 2);              /* does not follow on */
+  ck_assert_uint_eq (end, 320 * K);
+  ck_assert_uint_eq (e.n, 2);
+  rp_extents_take (&e, &end, 320 * K, r2, 3);        /* odd count: last left */
+  ck_assert_uint_eq (end, 352 * K);
+  ck_assert_uint_eq (e.n, 3);
+  ck_assert_uint_eq (e.v[2].off, 320 * K);
+  rp_extents_free (&e);
+}
+END_TEST
+
 START_TEST (test_full)
 {
   struct rp_extents a = { 0 };
@@ -332,6 +355,7 @@ main (void)
   Suite *s = suite_create ("extent");
   TCase *tc = tcase_create ("extent");
   tcase_add_test (tc, test_append_merge);
+  tcase_add_test (tc, test_take);
   tcase_add_test (tc, test_full);
   tcase_add_test (tc, test_maxlen);
   tcase_add_test (tc, test_differential);
