@@ -1,8 +1,10 @@
 /* Hashing an archive member off the job thread (memberhash.h). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -23,6 +25,7 @@ struct rp_mhash {
   pthread_cond_t cond;
   pthread_t thread;
   bool threaded, stop, sum;
+  atomic_bool abandoned;        /* the hash is not wanted any more */
   struct piece q[QN];
   uint64_t posted, done;        /* tickets: pieces posted, pieces hashed */
   EVP_MD_CTX *ctx;
@@ -33,6 +36,8 @@ struct rp_mhash {
 static void
 hash_piece (struct rp_mhash *h, const struct piece *p)
 {
+  if (atomic_load (&h->abandoned))
+    return;
   if (p->buf) {
     if (h->sum)
       EVP_DigestUpdate (h->ctx, p->buf, p->len);
@@ -42,6 +47,8 @@ hash_piece (struct rp_mhash *h, const struct piece *p)
     return;
   }
   for (uint64_t left = h->sum ? p->len : 0; left > 0;) {
+    if (atomic_load (&h->abandoned))   /* a TiB of holes takes minutes */
+      return;
     size_t n = left < ZLEN ? (size_t) left : ZLEN;
     EVP_DigestUpdate (h->ctx, h->zeros, n);
     left -= n;
@@ -78,7 +85,8 @@ rp_mhash_start (struct rp_bh *bh, bool sum)
   if (!h->ctx || EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
     abort ();
   h->bh = bh;
-  h->zeros = sum ? rp_calloc (1, ZLEN) : NULL;
+  /* Mapped and only ever read: the kernel's zero page, no RSS. */
+  h->zeros = sum ? rp_bigbuf (ZLEN) : NULL;
   pthread_mutex_init (&h->lock, NULL);
   pthread_cond_init (&h->cond, NULL);
   h->threaded = pthread_create (&h->thread, NULL, hasher, h) == 0;
@@ -104,15 +112,56 @@ rp_mhash_data (struct rp_mhash *h, const void *buf, uint64_t off,
   return ticket;
 }
 
-void
-rp_mhash_wait (struct rp_mhash *h, uint64_t ticket)
+/* Until the piece of TICKET is done (TICKET 0: all posted), or *CANCEL
+ * (if CANCEL) is set: looked at every 100 ms.  h->lock held. */
+static bool
+wait_locked (struct rp_mhash *h, uint64_t ticket, atomic_bool *cancel)
+{
+  for (;;) {
+    uint64_t want = ticket ? ticket : h->posted;
+    if (h->done >= want)
+      return true;
+    if (cancel && atomic_load (cancel))
+      return false;
+    if (!cancel) {
+      pthread_cond_wait (&h->cond, &h->lock);
+      continue;
+    }
+    struct timespec t;
+    clock_gettime (CLOCK_REALTIME, &t);
+    t.tv_nsec += 100 * 1000000L;
+    t.tv_sec += t.tv_nsec / 1000000000L;
+    t.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait (&h->cond, &h->lock, &t);
+  }
+}
+
+bool
+rp_mhash_wait (struct rp_mhash *h, uint64_t ticket, atomic_bool *cancel)
 {
   if (!h->threaded)
-    return;
+    return true;
   pthread_mutex_lock (&h->lock);
-  while (h->done < ticket)
-    pthread_cond_wait (&h->cond, &h->lock);
+  bool done = ticket == 0 || wait_locked (h, ticket, cancel);
   pthread_mutex_unlock (&h->lock);
+  return done;
+}
+
+bool
+rp_mhash_wait_all (struct rp_mhash *h, atomic_bool *cancel)
+{
+  if (!h->threaded)
+    return !atomic_load (cancel);
+  pthread_mutex_lock (&h->lock);
+  bool all = wait_locked (h, 0, cancel);
+  pthread_mutex_unlock (&h->lock);
+  return all;
+}
+
+void
+rp_mhash_abandon (struct rp_mhash *h)
+{
+  atomic_store (&h->abandoned, true);
 }
 
 void
@@ -133,6 +182,6 @@ rp_mhash_finish (struct rp_mhash *h, char hex[65])
   EVP_MD_CTX_free (h->ctx);
   pthread_cond_destroy (&h->cond);
   pthread_mutex_destroy (&h->lock);
-  free (h->zeros);
+  rp_bigbuf_free (h->zeros, ZLEN);
   free (h);
 }

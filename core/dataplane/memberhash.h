@@ -1,12 +1,14 @@
-/* Hashing an archive member off the job thread (core/methods/arcjob.c):
- * the SHA-256 of the member's content for SHA256SUMS (holes hashed as the
- * zeros they unpack to) and, for a disk, its digest table (blockhash.h).
- * The job thread posts pieces in order and goes on building the archive;
- * one hasher thread works through them.  A posted buffer belongs to the
- * hasher until rp_mhash_wait says its ticket is done. */
+/* Hashing off the thread that has the data (core/methods/arcraw.c,
+ * arcjob.c): the SHA-256 of an archive member's content for SHA256SUMS
+ * (holes hashed as the zeros they unpack to), a disk's digest table
+ * (blockhash.h), or the SHA-256 of the archive file for its sidecar.  One
+ * thread posts pieces in order and goes on; one hasher thread works
+ * through them.  A posted buffer belongs to the hasher until rp_mhash_wait
+ * says its ticket is done. */
 #ifndef RPFS_MEMBERHASH_H
 #define RPFS_MEMBERHASH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,10 +25,18 @@ struct rp_mhash *rp_mhash_start (struct rp_bh *bh, bool sum);
  * piece's ticket. */
 uint64_t rp_mhash_data (struct rp_mhash *h, const void *buf, uint64_t off,
                         uint64_t len);
-/* Wait until the piece of TICKET (and every one before it) is hashed. */
-void rp_mhash_wait (struct rp_mhash *h, uint64_t ticket);
+/* Wait until the piece of TICKET (and every one before it) is hashed
+ * (TICKET 0: none to wait for).  With CANCEL, wake every 100 ms to look
+ * at it: false if it was set first. */
+bool rp_mhash_wait (struct rp_mhash *h, uint64_t ticket, atomic_bool *cancel);
+/* Wait for everything posted, waking every 100 ms to look at *CANCEL:
+ * false if it was set first (the hash of a TiB of holes takes minutes). */
+bool rp_mhash_wait_all (struct rp_mhash *h, atomic_bool *cancel);
+/* The result is not wanted (the job failed or was cancelled): what is
+ * posted, and will be, is skipped, a long run of zeros within a MiB. */
+void rp_mhash_abandon (struct rp_mhash *h);
 /* Wait for everything; the member's SHA-256 into HEX (if SUM; HEX may
- * be NULL otherwise).  Frees H. */
+ * be NULL otherwise; meaningless after rp_mhash_abandon).  Frees H. */
 void rp_mhash_finish (struct rp_mhash *h, char hex[65]);
 
 #endif

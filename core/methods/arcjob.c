@@ -99,12 +99,13 @@ writer_main (void *opaque)
   for (int i = 0; i < WBUFS; i++)
     buf[i] = rp_bigbuf (WBUF);
   for (unsigned k = 0;; k = (k + 1) % WBUFS) {
-    rp_mhash_wait (h, tick[k]);
+    rp_mhash_wait (h, tick[k], NULL);
     if ((n = rp_stream_read (s->q, buf[k], WBUF)) <= 0)
       break;
     int r = file_sink (s, buf[k], (size_t) n);
     if (r < 0) {
       atomic_store (s->error, -r);
+      rp_mhash_abandon (h);
       break;
     }
     tick[k] = rp_mhash_data (h, buf[k], 0, (uint64_t) n);

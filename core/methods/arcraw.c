@@ -54,7 +54,7 @@ struct reader {
   int64_t cookie[DEPTH][PIECES];  /* 0: done at issue */
   unsigned ncookie[DEPTH];
   bool to_arc;                  /* the archive's reader */
-  atomic_bool *stop;            /* set: the archive's reader has failed */
+  atomic_bool *stop;            /* set: the other reader has failed */
   struct rp_mhash *mh;          /* the member's SHA-256, or NULL */
   struct rp_mhash *mt;          /* the disk's digest table, or NULL */
   uint64_t tick[DEPTH], ttick[DEPTH];  /* their tickets for each buffer */
@@ -99,14 +99,14 @@ static void
 reader_close (struct reader *r)
 {
   rp_src_close (&r->src);
-  for (int i = 0; i < DEPTH; i++)
-    rp_bigbuf_free (r->buf[i], 2u << 20);
+  for (unsigned i = 0; i < DEPTH; i++)
+    rp_bigbuf_free (r->buf[i], 2u << 20);   /* NULL past r->depth */
 }
 
 /* Start the reads of OP into buffer slot K: requests of at most r->piece
  * bytes (the backend's read_max: a VM's QEMU serves small ones best), all
  * in flight; a chain (source.h) is read through its map at once.  0, or
- * -1 (those issued are still collected). */
+ * -1 (reads already issued are left to the connection's close). */
 static int
 issue (struct reader *r, size_t k, const struct rp_op *op, char **err)
 {
@@ -165,10 +165,11 @@ issue_next (struct export_work *w, struct reader *r, const struct rp_op *op,
   if (!rp_rate_wait (&w->rate, op->len, &w->job->cancel) || halted (w, r))
     return -1;
   size_t k = i % r->depth;
-  if (r->mh)
-    rp_mhash_wait (r->mh, r->tick[k]);
-  if (r->mt)
-    rp_mhash_wait (r->mt, r->ttick[k]);
+  /* The buffer, once hashed: behind a long hole that takes a while. */
+  if (r->mh && !rp_mhash_wait (r->mh, r->tick[k], &w->job->cancel))
+    return -1;
+  if (r->mt && !rp_mhash_wait (r->mt, r->ttick[k], &w->job->cancel))
+    return -1;
   CLEANUP_FREE char *msg = NULL;
   if (issue (r, k, op, &msg) != 0)
     return rp_arcjob_nbd_rv (w, msg ? msg : "cannot read", why);
@@ -241,7 +242,8 @@ struct ahead {
   const struct rp_ops *ops;
   uint64_t size;
   struct reader r;
-  atomic_bool stop;
+  atomic_bool stop;             /* the archive's reader failed: stop */
+  atomic_bool failed;           /* this one failed: the archive's stops */
   pthread_t thread;
   int rv;
   char *why;
@@ -250,9 +252,10 @@ struct ahead {
 static void *
 ahead_main (void *opaque)
 {
-  struct ahead *a = opaque;
-  rp_export_background (a->w->rp->sys);
+  struct ahead *a = opaque;     /* at the job thread's nice value */
   a->rv = pump (a->w, &a->r, a->ops, a->size, &a->why);
+  if (a->rv != RV_OK)
+    atomic_store (&a->failed, true);
   return NULL;
 }
 
@@ -276,9 +279,14 @@ static bool
 ahead_start (struct ahead *a, struct reader *r, const struct rp_endpoint *ep)
 {
   CLEANUP_FREE char *e = NULL;
-  if (!worth_reading_ahead (a->w, a->ops, a->size)
-      || reader_open (&a->r, ep, AHEAD_DEPTH, &e) != 0)
+  if (!worth_reading_ahead (a->w, a->ops, a->size))
     return false;
+  if (reader_open (&a->r, ep, AHEAD_DEPTH, &e) != 0) {
+    fprintf (stderr, "rpfs: %s: job %s: no second connection to read the "
+             "disk ahead for its hashes (%s); they follow the archive\n",
+             a->w->rp->sys->name, a->w->job->id, e ? e : "?");
+    return false;
+  }
   a->r.stop = &a->stop;
   a->r.mh = r->mh;
   a->r.mt = r->mt;
@@ -287,19 +295,28 @@ ahead_start (struct ahead *a, struct reader *r, const struct rp_endpoint *ep)
     return false;
   }
   r->mh = r->mt = NULL;
+  r->stop = &a->failed;
   return true;
 }
 
 /* Join A after the archive's pump ended with RV: A's failure if RV was
- * fine.  Its hashers are still to be finished. */
+ * fine, or if the archive's pump stopped because of it (-1 without a
+ * cancel).  Its hashers are still to be finished. */
 static int
 ahead_join (struct ahead *a, int rv, char **why)
 {
-  if (rv != RV_OK)
+  if (rv != RV_OK) {           /* it may wait for a hasher in a hole */
     atomic_store (&a->stop, true);
+    rp_mhash_abandon (a->r.mh);
+    if (a->r.mt)
+      rp_mhash_abandon (a->r.mt);
+  }
   pthread_join (a->thread, NULL);
-  if (rv == RV_OK && a->rv != RV_OK) {
+  bool cancelled = atomic_load (&a->w->job->cancel);
+  if (!cancelled && a->rv != RV_OK && a->rv != -1
+      && (rv == RV_OK || rv == -1)) {
     rv = a->rv;
+    free (*why);
     *why = a->why;
     a->why = NULL;
   }
@@ -348,6 +365,13 @@ rp_arcraw_disk (struct export_work *w, int di, const struct rp_endpoint *ep,
   if (ahead)
     rv = ahead_join (&a, rv, why);
   char hex[65], unused[65];
+  if (rv == RV_OK && !rp_mhash_wait_all (mh, &w->job->cancel))
+    rv = -1;
+  if (rv != RV_OK) {
+    rp_mhash_abandon (mh);
+    if (mt)
+      rp_mhash_abandon (mt);
+  }
   rp_mhash_finish (mh, hex);    /* before the buffers go */
   if (mt)
     rp_mhash_finish (mt, NULL);

@@ -87,6 +87,7 @@ START_TEST (test_take)
   uint64_t end = 64 * K;
   uint32_t r1[] = { 64 * K, 0, 128 * K, H | Z, 64 * K, H | Z };
   uint32_t r2[] = { 32 * K, 0 };
+  uint32_t r3[] = { 32 * K, 0, 64 * K };             /* a length, no flags */
   rp_extents_take (&e, &end, 64 * K, r1, 6);
   ck_assert_uint_eq (end, 320 * K);
   ck_assert_uint_eq (e.n, 2);                        /* the holes merged */
@@ -95,7 +96,7 @@ START_TEST (test_take)
   rp_extents_take (&e, &end, 0, r2, 2);              /* does not follow on */
   ck_assert_uint_eq (end, 320 * K);
   ck_assert_uint_eq (e.n, 2);
-  rp_extents_take (&e, &end, 320 * K, r2, 3);        /* odd count: last left */
+  rp_extents_take (&e, &end, 320 * K, r3, 3);        /* odd count: last left */
   ck_assert_uint_eq (end, 352 * K);
   ck_assert_uint_eq (e.n, 3);
   ck_assert_uint_eq (e.v[2].off, 320 * K);
