@@ -36,7 +36,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #include "internal.h"
 #include "adapt.h"
 #include "arc.h"
