@@ -234,6 +234,28 @@ _bsleep() {
   read -r -t "$1" -u "$_BSLEEP_FD" _ || true
 }
 
+# child_pids PID: KIDS=(the children of every thread of PID), read from
+# /proc without forking a process.
+child_pids() {
+  local f k
+  KIDS=()
+  for f in /proc/"$1"/task/*/children; do
+    k=()
+    read -r -a k 2>/dev/null <"$f" || true
+    KIDS+=("${k[@]}")
+  done
+}
+
+# proc_kib PID FIELD: the value of FIELD (VmRSS, VmHWM) in /proc/PID/status,
+# in KiB, into KIB (0 if PID is gone); forks nothing.
+proc_kib() {
+  local key val _
+  KIB=0
+  while read -r key val _; do
+    [[ $key == "$2:" ]] && KIB=$val && return 0
+  done 2>/dev/null <"/proc/$1/status" || true
+}
+
 # wait_job JOB: poll JobState every 20 ms until 7 (10/8: die).  While it
 # waits it watches rpfs's children and records when each helper was first
 # and last seen (PHASE_FIRST[comm], PHASE_LAST[comm]); JOB_DONE is the time
@@ -242,20 +264,15 @@ _bsleep() {
 # several percent of the CPU (docs/performance.md, "The running VM's floor").
 declare -gA PHASE_FIRST=() PHASE_LAST=()
 wait_job() {
-  local dir=$MNT/jobs/$1 state c comm t kids f k
+  local dir=$MNT/jobs/$1 state c comm t
   PHASE_FIRST=()
   PHASE_LAST=()
   local deadline=$((SECONDS + 900))
   while :; do
     read -r state <"$dir/JobState" || state=""
     t=$EPOCHREALTIME
-    kids=()
-    for f in /proc/"$RPFS_PID"/task/*/children; do
-      k=()
-      read -r -a k 2>/dev/null <"$f" || true
-      kids+=("${k[@]}")
-    done
-    for c in "${kids[@]}"; do
+    child_pids "$RPFS_PID"
+    for c in "${KIDS[@]}"; do
       read -r comm 2>/dev/null <"/proc/$c/comm" || continue
       case $comm in
         qemu-storage-d* | rpfs) continue ;; # rpfs: a fork for a check

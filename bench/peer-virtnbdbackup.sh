@@ -69,38 +69,43 @@ rewrite_1pct() {
 
 hwm_reset() { echo 5 >"/proc/$RPFS_PID/clear_refs"; }
 hwm_kib() { awk '/^VmHWM/ { print $2 }' "/proc/$RPFS_PID/status"; }
-# Sample the RSS of rpfs's qemu-nbd children until $BWORK/stop appears.
-sampler() {
-  local max=0 r p
-  rm -f "$BWORK/stop"
-  while [[ ! -e $BWORK/stop ]]; do
-    for p in $(pgrep -P "$RPFS_PID" qemu-nbd || true); do
-      r=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-      ((r > max)) && max=$r
-    done
-    sleep 0.05
+# nbd_rss_sample: raise NBD_RSS to the RSS (KiB) of any qemu-nbd child of
+# rpfs now running; forks nothing.
+nbd_rss_sample() {
+  local c comm
+  child_pids "$RPFS_PID"
+  for c in "${KIDS[@]}"; do
+    read -r comm 2>/dev/null <"/proc/$c/comm" || continue
+    [[ $comm == qemu-nbd ]] || continue
+    proc_kib "$c" VmRSS
+    ((KIB > NBD_RSS)) && NBD_RSS=$KIB
   done
-  echo "$max" >"$BWORK/sampled"
+  return 0
 }
 
-# rpfs_export RP OUT [LINES...]: timed; sets T SIZE RSS (KiB).
+# rpfs_export RP OUT [LINES...]: timed; sets T SIZE RSS (KiB).  The wait
+# polls JobState and samples qemu-nbd's RSS every 50 ms without forking a
+# process: a `cat`, a `pgrep`, an `awk` and a `sleep` every 50 ms would
+# take CPU from the export being timed (convert and virtnbdbackup are
+# timed without any poller).
 rpfs_export() {
-  local rp=$1 out=$2 t0 state
+  local rp=$1 out=$2 t0 t1 state
   shift 2
   mkdir -p "$out"
   hwm_reset
-  sampler &
-  local spid=$!
-  t0=$(now)
+  NBD_RSS=0
+  t0=$EPOCHREALTIME
   printf '%s\n' "$out" "$@" >"$RPS/$rp/ExportReferencePoint"
-  while state=$(cat "$RPS/$rp/job/JobState"); [[ $state != 7 && $state != 8 && $state != 10 ]]; do
-    sleep 0.05
+  while :; do
+    read -r state <"$RPS/$rp/job/JobState" || state=""
+    t1=$EPOCHREALTIME
+    [[ $state == 7 || $state == 8 || $state == 10 ]] && break
+    nbd_rss_sample
+    _bsleep 0.05
   done
-  T=$(secs "$t0" "$(now)")
-  touch "$BWORK/stop"
-  wait "$spid"
+  T=$(secs "$t0" "$t1")
   [[ $state == 7 ]] || die "rpfs export of $rp: $(cat "$RPS/$rp/job/ErrorDescription")"
-  RSS=$(($(hwm_kib) + $(cat "$BWORK/sampled")))
+  RSS=$(($(hwm_kib) + NBD_RSS))
   SIZE=$(du_bytes "$out")
 }
 
