@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 
 #include "blockhash.h"
-#include "nbdwrite.h"
+#include "nbdpieces.h"
 #include "extent.h"
 #include "util.h"
 

@@ -12,7 +12,8 @@
  *    (both servers advertise multi-conn), take operations in order from a
  *    shared index.  An operation is read as requests of at most READ_MAX
  *    bytes, all in flight at once on the worker's source connection, then
- *    written as one request.  With a bandwidth cap (ratelimit.h), a worker
+ *    written to the target as requests of RP_WRITE_MAX bytes, again all in
+ *    flight at once (nbdpieces.h).  With a bandwidth cap (ratelimit.h), a worker
  *    waits for its slot before each read; zero writes read nothing and
  *    never wait.
  * Thread model: the operation index, byte counters and the first error are
@@ -32,7 +33,7 @@
 #include "proc.h"
 #include "ratelimit.h"
 #include "blockhash.h"
-#include "nbdwrite.h"
+#include "nbdpieces.h"
 #include "source.h"
 
 #define WORKERS 4
@@ -44,7 +45,6 @@
  * per GiB exported; 256 KiB pieces (nbdcopy's size) cost it 0.9 s
  * (docs/performance.md, "The running VM's floor"). */
 #define READ_MAX (256u << 10)
-#define READ_PIECES ((OP_MAX + READ_MAX - 1) / READ_MAX)
 #define STATUS_CHUNK (1ull << 30)  /* block status per request (< 4 GiB) */
 
 struct copy_ctx {
@@ -113,49 +113,20 @@ plan (struct copy_ctx *c, struct rp_src *src, uint64_t size, char **err)
   return 0;
 }
 
-/* Read LEN bytes at OFF into BUF: requests of at most READ_MAX bytes, up to
- * READ_PIECES of them in flight at once on H.  Waits for every request it
- * issued, failed or not, before it returns (they write into BUF).  On
- * failure: -1, *ERR the first error's errno and *MSG its message. */
+/* Read OP into BUF from SRC: a chain (source.h) through its map, one
+ * export as requests of at most PIECE bytes, all in flight at once.  0, or
+ * -1 with *ERR the errno and *MSG the message. */
 static int
-read_pieces (struct nbd_handle *h, char *buf, uint64_t len, uint64_t off,
-             uint64_t piece, int *err, char **msg)
+read_op (struct rp_src *src, char *buf, const struct rp_op *op,
+         uint64_t piece, int *err, char **msg)
 {
-  int64_t cookie[READ_PIECES];
-  uint64_t at = 0;
-  int r = 0;
-  while (at < len && r == 0) {
-    size_t n = 0;
-    for (; n < READ_PIECES && at < len; n++) {
-      uint64_t l = len - at < piece ? len - at : piece;
-      cookie[n] = nbd_aio_pread (h, buf + at, l, off + at,
-                                 NBD_NULL_COMPLETION, 0);
-      if (cookie[n] == -1)
-        break;
-      at += l;
-    }
-    if (n < READ_PIECES && at < len) {  /* could not issue one */
-      *err = nbd_get_errno () ?: EIO;
-      *msg = rp_strdup (nbd_get_error () ?: "cannot issue a read");
-      r = -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-      int d;
-      while ((d = nbd_aio_command_completed (h, cookie[i])) == 0)
-        if (nbd_poll (h, -1) == -1) {
-          d = -1;
-          break;
-        }
-      if (d == -1 && r == 0) {
-        *err = nbd_get_errno () ?: EIO;
-        *msg = rp_strdup (nbd_get_error () ?: "read failed");
-        r = -1;
-      }
-      if (d == -1 && nbd_aio_is_dead (h))
-        return -1;              /* the others are retired with the handle */
-    }
-  }
-  return r;
+  if (src->n > 1)
+    return (*err = -rp_src_pread (src, buf, op->len, op->off, msg)) ? -1 : 0;
+  if (rp_nbd_pieces (src->h[0], false, buf, op->len, op->off, piece) == 0)
+    return 0;
+  *err = nbd_get_errno () ?: EIO;
+  *msg = rp_strdup (nbd_get_error () ?: "read failed");
+  return -1;
 }
 
 static bool
@@ -204,12 +175,7 @@ copy_op (struct copy_ctx *c, struct rp_src *src, struct nbd_handle *dst,
     return -1;
   int rerr = 0;
   char *rmsg = NULL;
-  /* A chain (source.h) is read through its map; one export with requests
-   * in flight. */
-  if (src->n > 1 ? (rerr = -rp_src_pread (src, buf, op->len, op->off,
-                                           &rmsg)) != 0
-      : read_pieces (src->h[0], buf, op->len, op->off, c->read_max, &rerr,
-                     &rmsg) == -1) {
+  if (read_op (src, buf, op, c->read_max, &rerr, &rmsg) == -1) {
     set_error (c, rerr, rp_asprintf ("reading the point-in-time disk at "
                                      "offset %" PRIu64 ": %s", op->off,
                                      rmsg));

@@ -1,7 +1,9 @@
-/* Writing to the qemu-nbd that serves an export's target image. */
-#ifndef RPFS_NBDWRITE_H
-#define RPFS_NBDWRITE_H
+/* One buffer read from or written to an NBD server as requests of a
+ * bounded size, all in flight at once on one connection. */
+#ifndef RPFS_NBDPIECES_H
+#define RPFS_NBDPIECES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,8 +16,20 @@ struct nbd_handle;
  * (docs/performance.md, "The export's qemu-nbd"). */
 #define RP_WRITE_MAX (256u << 10)
 
-/* nbd_pwrite of LEN bytes at OFF in requests of at most RP_WRITE_MAX, one
- * after the other: 0, or -1 with libnbd's error. */
+/* Up to this many requests are in flight at once. */
+#define RP_PIECES_MAX 16
+
+/* Read (WRITE false) or write LEN bytes at OFF from or into BUF, as
+ * requests of at most PIECE bytes, up to RP_PIECES_MAX of them in flight
+ * on H at once: a server that serves requests concurrently (QEMU's
+ * coroutines) then works on them together instead of one round trip after
+ * the other.  Waits for every request it issued before it returns, failed
+ * or not (they use BUF).  0, or -1 with libnbd's error (nbd_get_error,
+ * nbd_get_errno) of a failed request. */
+int rp_nbd_pieces (struct nbd_handle *h, bool write, void *buf, uint64_t len,
+                   uint64_t off, uint64_t piece);
+
+/* rp_nbd_pieces writing LEN bytes of BUF at OFF in RP_WRITE_MAX pieces. */
 int rp_nbd_write (struct nbd_handle *h, const void *buf, size_t len,
                   uint64_t off);
 
