@@ -1,6 +1,7 @@
 /* The data mover of an export: reads the point-in-time disk from QEMU's NBD
  * export with libnbd and writes the target qcow2 through qemu-nbd (QEMU's
- * own qcow2 writer) with libnbd, so rpfs never formats qcow2 itself.
+ * own qcow2 writer, target.h) with libnbd, so rpfs never formats qcow2
+ * itself.
  *
  * 1. Plan: block status over the whole disk, base:allocation and, for a
  *    differential export, qemu:dirty-bitmap:<transient bitmap>, turned into
@@ -12,10 +13,10 @@
  *    (both servers advertise multi-conn), take operations in order from a
  *    shared index.  An operation is read as requests of at most READ_MAX
  *    bytes, all in flight at once on the worker's source connection, then
- *    written to the target as requests of RP_WRITE_MAX bytes, again all in
- *    flight at once (nbdpieces.h).  With a bandwidth cap (ratelimit.h), a worker
- *    waits for its slot before each read; zero writes read nothing and
- *    never wait.
+ *    written to the target as requests of RP_WRITE_MAX bytes, one at a
+ *    time (nbdpieces.h: RP_WRITE_DEPTH).  With a bandwidth cap
+ *    (ratelimit.h), a worker waits for its slot before each read; zero
+ *    writes read nothing and never wait.
  * Thread model: the operation index, byte counters and the first error are
  * atomics or under ctx->lock; libnbd handles are private to a worker. */
 #include <errno.h>
@@ -23,18 +24,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <jansson.h>
 #include <libnbd.h>
 
 #include "internal.h"
 #include "extent.h"
-#include "proc.h"
 #include "ratelimit.h"
 #include "blockhash.h"
 #include "nbdpieces.h"
 #include "source.h"
+#include "target.h"
 
 #define WORKERS 4
 #define OP_MAX (2u << 20)          /* bytes per operation and write request */
@@ -49,7 +48,8 @@
 
 struct copy_ctx {
   const struct rp_endpoint *src;
-  const char *dst_sock, *dst_name;
+  const struct rp_target *target;
+  const char *dst_name;
   bool full;
   uint64_t read_max;            /* bytes per read request */
   struct rp_ops ops;
@@ -77,19 +77,6 @@ set_error (struct copy_ctx *c, int err, char *msg)
   }
   pthread_mutex_unlock (&c->lock);
   free (msg);
-}
-
-/* A connection to qemu-nbd's target image at SOCK (the source is read
- * through source.c). */
-static struct nbd_handle *
-connect_to (const char *sock, char **err)
-{
-  struct nbd_handle *h = nbd_create ();
-  if (h && nbd_connect_unix (h, sock) != -1)
-    return h;
-  *err = rp_strdup (nbd_get_error () ?: "cannot create an NBD handle");
-  nbd_close (h);
-  return NULL;
 }
 
 /* Fill c->ops from the source's block status (source.h), window by
@@ -122,7 +109,8 @@ read_op (struct rp_src *src, char *buf, const struct rp_op *op,
 {
   if (src->n > 1)
     return (*err = -rp_src_pread (src, buf, op->len, op->off, msg)) ? -1 : 0;
-  if (rp_nbd_pieces (src->h[0], false, buf, op->len, op->off, piece) == 0)
+  if (rp_nbd_pieces (src->h[0], false, buf, op->len, op->off, piece,
+                     RP_PIECES_MAX) == 0)
     return 0;
   *err = nbd_get_errno () ?: EIO;
   *msg = rp_strdup (nbd_get_error () ?: "read failed");
@@ -217,7 +205,7 @@ worker (void *opaque)
     free (e);
     goto out;
   }
-  dst = connect_to (c->dst_sock, &e);
+  dst = rp_target_connect (c->target, &e);
   if (!dst) {
     set_error (c, EIO, rp_asprintf ("writing %s: %s", c->dst_name, e));
     free (e);
@@ -246,38 +234,6 @@ worker (void *opaque)
   return NULL;
 }
 
-/* qemu-nbd serving the target image, started by socket activation on a
- * socket we bound.  backing=null: the target's backing file (the base's
- * export) is only named, never opened or read.  cache=unsafe: a flush and
- * the close write qcow2's metadata to the page cache but do not fsync; the
- * export's seal (digest.c) makes the image durable while it hashes it. */
-static pid_t
-start_target (const char *dst_path, const char *sock, const char *log,
-              char **err)
-{
-  json_t *spec = json_pack ("{s:s, s:n, s:{s:s, s:s}}", "driver", "qcow2",
-                            "backing", "file", "driver", "file",
-                            "filename", dst_path);
-  char *js = json_dumps (spec, JSON_COMPACT);
-  json_decref (spec);
-  CLEANUP_FREE char *img = rp_asprintf ("json:%s", js);
-  free (js);
-  CLEANUP_FREE char *shared = rp_asprintf ("--shared=%d", WORKERS + 1);
-  char *argv[] = { "qemu-nbd", shared, "--discard=unmap",
-                   "--cache=unsafe", img, NULL };
-  int lfd = rp_unix_listen (sock);
-  if (lfd < 0) {
-    *err = rp_asprintf ("%s: %s", sock, strerror (errno));
-    return -1;
-  }
-  pid_t pid = rp_proc_spawn (argv, NULL, 0, lfd, log);
-  int e = errno;
-  close (lfd);
-  if (pid < 0)
-    *err = rp_asprintf ("cannot start qemu-nbd: %s", strerror (e));
-  return pid;
-}
-
 int
 rp_copy_plan (const struct rp_endpoint *ep, struct rp_ops *ops,
               uint64_t *size, char **err)
@@ -299,16 +255,10 @@ rp_copy_plan (const struct rp_endpoint *ep, struct rp_ops *ops,
   return r;
 }
 
-/* The workers, against the qemu-nbd serving SOCK: 0, or EIO with *ERR. */
-static int
-run_workers (struct copy_ctx *c, const char *sock, char **err)
+/* The workers, against the target's qemu-nbd. */
+static void
+run_workers (struct copy_ctx *c)
 {
-  /* qemu-nbd exits when its last client leaves: hold one connection for
-   * the whole copy, so a worker that finishes early cannot end it before a
-   * slower one has connected. */
-  struct nbd_handle *keeper = connect_to (sock, err);
-  if (!keeper)
-    return EIO;
   pthread_t t[WORKERS];
   int nt = 0;
   for (; nt < WORKERS; nt++)
@@ -318,9 +268,6 @@ run_workers (struct copy_ctx *c, const char *sock, char **err)
     worker (c);
   for (int i = 0; i < nt; i++)
     pthread_join (t[i], NULL);
-  nbd_shutdown (keeper, 0);
-  nbd_close (keeper);
-  return 0;
 }
 
 int
@@ -344,8 +291,7 @@ rp_copy_disk (const struct rp_endpoint *ep, const char *dst_path,
   atomic_init (&c.copied, 0);
   atomic_init (&c.zeroed, 0);
   int r = 0;
-  pid_t pid = -1;
-  CLEANUP_FREE char *sock = NULL, *log = NULL;
+  struct rp_target tgt = { .pid = -1 };
 
   struct rp_src src;
   if (rp_src_open (&src, ep, true, err) != 0) {
@@ -368,18 +314,10 @@ rp_copy_disk (const struct rp_endpoint *ep, const char *dst_path,
   if (stats)
     stats->total = c.ops.copy_bytes + c.ops.zero_bytes;
 
-  static atomic_uint counter;
-  sock = rp_asprintf ("%s/copy-%d-%u.sock", run_dir, (int) getpid (),
-                      atomic_fetch_add (&counter, 1));
-  log = rp_asprintf ("%s/qemu-nbd.log", run_dir);
-  c.dst_sock = sock;
-  pid = start_target (dst_path, sock, log, err);
-  if (pid < 0) {
-    r = EIO;
+  if ((r = rp_target_start (&tgt, dst_path, run_dir, WORKERS + 1, err)))
     goto out;
-  }
-  if ((r = run_workers (&c, sock, err)) != 0)
-    goto out;
+  c.target = &tgt;
+  run_workers (&c);
   if (c.err) {
     r = c.err;
     *err = c.msg;
@@ -392,14 +330,10 @@ rp_copy_disk (const struct rp_endpoint *ep, const char *dst_path,
     stats->zeroed = atomic_load (&c.zeroed);
   }
  out:
-  /* qemu-nbd exits by itself once the last worker disconnected; SIGTERM
-   * (also a clean close of the image) covers the paths where none did. */
-  if (pid > 0 && rp_proc_stop (pid, 3000) > 1 && !r) {
+  if (rp_target_stop (&tgt) != 0 && !r) {
     *err = rp_asprintf ("qemu-nbd did not exit after writing %s", dst_name);
     r = EIO;
   }
-  if (sock)
-    unlink (sock);
   rp_ops_free (&c.ops);
   free (c.msg);
   pthread_mutex_destroy (&c.lock);

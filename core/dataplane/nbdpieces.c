@@ -16,15 +16,17 @@ wait_one (struct nbd_handle *h, int64_t cookie)
 
 int
 rp_nbd_pieces (struct nbd_handle *h, bool write, void *buf, uint64_t len,
-               uint64_t off, uint64_t piece)
+               uint64_t off, uint64_t piece, unsigned depth)
 {
   char *p = buf;
   int64_t cookie[RP_PIECES_MAX];
   uint64_t at = 0;
   int r = 0;
+  if (depth < 1 || depth > RP_PIECES_MAX)
+    depth = RP_PIECES_MAX;
   while (at < len && r == 0) {
     size_t n = 0;
-    for (; n < RP_PIECES_MAX && at < len; n++) {
+    for (; n < depth && at < len; n++) {
       uint64_t l = len - at < piece ? len - at : piece;
       cookie[n] = write
         ? nbd_aio_pwrite (h, p + at, l, off + at, NBD_NULL_COMPLETION, 0)
@@ -50,5 +52,6 @@ rp_nbd_write (struct nbd_handle *h, const void *buf, size_t len,
               uint64_t off)
 {
   /* libnbd only reads BUF for a write. */
-  return rp_nbd_pieces (h, true, (void *) buf, len, off, RP_WRITE_MAX);
+  return rp_nbd_pieces (h, true, (void *) buf, len, off, RP_WRITE_MAX,
+                        RP_WRITE_DEPTH);
 }
