@@ -36,22 +36,25 @@ export PATH=$OLDPATH
 RPS=$MNT/vm1/referencepoints
 mkdir "$RPS/rp1"
 
-step "the first export tries io_uring, then completes with the thread pool"
-E1=$(new_dir e1)
-export_rp "$RPS/rp1" "$E1"
-assert_eq "$(tr '\n' ' ' <"$WORK/aio.log")" "io_uring threads " "qemu-nbd's --aio modes"
-raw_of "$E1/vm1/disks/sda.qcow2" "$WORK/e1.raw"
-cmp "$WORK/sda-at-rp1.raw" "$WORK/e1.raw" || fail "the export differs from the disk at rp1"
-(cd "$E1/vm1" && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c failed"
 LOG=${_MNT_LOG[$MNT]}
-assert_eq "$(grep -c 'could not write with io_uring' "$LOG")" 1 "lines about io_uring in rpfs's log"
+# export_checked N MODES: export rp1 to a new directory eN; qemu-nbd must
+# have been started with MODES (--aio values, in order, since the mount)
+# and the image must hold the disk at rp1.
+export_checked() {
+  local e
+  e=$(new_dir "e$1")
+  export_rp "$RPS/rp1" "$e"
+  assert_eq "$(tr '\n' ' ' <"$WORK/aio.log")" "$2" "qemu-nbd's --aio modes"
+  raw_of "$e/vm1/disks/sda.qcow2" "$WORK/e$1.raw"
+  cmp "$WORK/sda-at-rp1.raw" "$WORK/e$1.raw" || fail "export $1 differs from the disk at rp1"
+  (cd "$e/vm1" && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c of export $1 failed"
+  assert_eq "$(grep -c 'could not write with io_uring' "$LOG")" 1 "lines about io_uring in rpfs's log"
+}
+
+step "the first export tries io_uring, then completes with the thread pool"
+export_checked 1 "io_uring threads "
 
 step "a second export goes straight to the thread pool"
-E2=$(new_dir e2)
-export_rp "$RPS/rp1" "$E2"
-assert_eq "$(tr '\n' ' ' <"$WORK/aio.log")" "io_uring threads threads " "qemu-nbd's --aio modes"
-raw_of "$E2/vm1/disks/sda.qcow2" "$WORK/e2.raw"
-cmp "$WORK/sda-at-rp1.raw" "$WORK/e2.raw" || fail "the second export differs from the disk at rp1"
-assert_eq "$(grep -c 'could not write with io_uring' "$LOG")" 1 "lines about io_uring in rpfs's log"
+export_checked 2 "io_uring threads threads "
 umount_rpfs "$MNT"
 pass
