@@ -36,7 +36,7 @@
 #include "target.h"
 
 #define WORKERS 4
-#define OP_MAX (2u << 20)          /* bytes per operation and write request */
+#define OP_MAX (2u << 20)          /* bytes per operation */
 /* Bytes per read request.  The source server allocates a buffer for each
  * request: a VM's QEMU runs with glibc's default malloc settings, which map
  * and unmap a 2 MiB buffer for every request, so every read faulted 512
