@@ -69,7 +69,14 @@ spawn (struct rp_target *t, const char *path, const char *log, int conns,
    * for the whole copy, so a worker that finishes early cannot end it
    * before a slower one has connected. */
   t->keeper = connect_sock (t->sock, err);
-  return t->keeper ? 0 : -1;
+  if (t->keeper)
+    return 0;
+  /* libnbd only saw the connection drop: why is in qemu-nbd's log. */
+  char *why = *err;
+  *err = rp_asprintf ("qemu-nbd did not serve the image (its messages are "
+                      "in %s): %s", log, why);
+  free (why);
+  return -1;
 }
 
 int
@@ -93,9 +100,8 @@ rp_target_start (struct rp_target *t, const char *path, const char *run_dir,
   *err = NULL;
   int r = spawn (t, path, log, conns, false, err) == 0 ? 0 : EIO;
   if (r == 0 && !atomic_exchange (&no_uring, true))
-    fprintf (stderr, "rpfs: qemu-nbd could not write with io_uring (%s, "
-             "see %s); exports write with its thread pool from now on\n",
-             first, log);
+    fprintf (stderr, "rpfs: qemu-nbd could not write with io_uring (%s); "
+             "exports write with its thread pool from now on\n", first);
   free (first);
   return r;
 }
